@@ -1,0 +1,16 @@
+"""agno-mongo: MongoDB storage for Agno agents, teams and workflows.
+
+``MongoDb`` (PyMongo) and ``AsyncMongoDb`` (PyMongo async, or Motor) are drop-in ``db=`` arguments.
+"""
+
+from agno_mongo.db import AsyncMongoDb, MongoDb
+from agno_mongo.errors import AgnoMongoError, InvalidInputError, RunTooLargeError, SessionOwnershipError
+
+__all__ = [
+    "AgnoMongoError",
+    "AsyncMongoDb",
+    "InvalidInputError",
+    "MongoDb",
+    "RunTooLargeError",
+    "SessionOwnershipError",
+]

@@ -1,0 +1,295 @@
+"""``MongoDb`` and ``AsyncMongoDb``: agno's ``BaseDb`` / ``AsyncBaseDb`` on MongoDB.
+
+Both are thin: every storage method is a plan from :class:`~agno_mongo.plans.StoragePlans`, run by
+:func:`~agno_mongo.drivers.blocking` on a PyMongo ``MongoClient`` or by
+:func:`~agno_mongo.drivers.awaiting` on a PyMongo ``AsyncMongoClient`` (or a Motor client you pass in).
+What differs is only how a command reaches the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import weakref
+from collections.abc import AsyncIterator
+from importlib import metadata
+from typing import Any
+
+from agno.db.base import AsyncBaseDb, BaseDb
+from agno.utils.string import generate_id
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.driver_info import DriverInfo
+
+from agno_mongo import drivers
+from agno_mongo.errors import InvalidInputError
+from agno_mongo.ops import INDEXES
+from agno_mongo.ops.command import Command
+from agno_mongo.pending import PendingAsync, PendingSync
+from agno_mongo.plans import RunHints, StoragePlans
+
+DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
+CURRENT_AGNO_SCHEMA = "3.0.0"
+"""What ``get_latest_schema_version`` reports for unstamped tables: our documents are already in
+the current layout, so agno's MigrationManager has nothing to migrate."""
+
+_INDEXED: set[tuple[str, str, str]] = set()
+"""(server, database, collection) whose indexes this process has created: once per process."""
+
+_B = drivers.blocking
+_A = drivers.awaiting
+
+
+def _collection_names(db: BaseDb | AsyncBaseDb) -> dict[str, str]:
+    """Map plan roles to the user's collection names."""
+    return {
+        "sessions": db.session_table_name,
+        "memories": db.memory_table_name,
+        "metrics": db.metrics_table_name,
+        "evals": db.eval_table_name,
+        "knowledge": db.knowledge_table_name,
+        "traces": db.trace_table_name,
+        "spans": db.span_table_name,
+        "learnings": db.learnings_table_name,
+        "versions": db.versions_table_name,
+    }
+
+
+def _table_kwargs(
+    session_collection: str | None,
+    runs_collection: str | None,
+    memory_collection: str | None,
+    metrics_collection: str | None,
+    eval_collection: str | None,
+    knowledge_collection: str | None,
+    traces_collection: str | None,
+    spans_collection: str | None,
+    learnings_collection: str | None,
+    schedules_collection: str | None,
+    schedule_runs_collection: str | None,
+) -> dict[str, str | None]:
+    names = {
+        "session_table": session_collection,
+        "runs_table": runs_collection,
+        "memory_table": memory_collection,
+        "metrics_table": metrics_collection,
+        "eval_table": eval_collection,
+        "knowledge_table": knowledge_collection,
+        "traces_table": traces_collection,
+        "spans_table": spans_collection,
+        "learnings_table": learnings_collection,
+        "schedules_table": schedules_collection,
+        "schedule_runs_table": schedule_runs_collection,
+    }
+    for key, value in names.items():
+        if value is not None and (not isinstance(value, str) or not value or "$" in value or "\0" in value):
+            raise InvalidInputError(key.replace("_table", "_collection"), f"is not a valid collection name: {value!r}")
+    return names
+
+
+def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
+    """The same id agno's MongoDb derives, so configs that reference it keep working."""
+    return generate_id(f"{db_url or str(db_client)}#{db_name}")
+
+
+class MongoDb(PendingSync, StoragePlans, BaseDb):
+    """Sync MongoDB storage for agno: ``Agent(db=MongoDb(db_url=...))``.
+
+    Takes the arguments of ``agno.db.mongo.MongoDb``. Each session is one document with its runs
+    embedded; every write is a single atomic update (``$push``/``$set``), never a whole-document
+    replace, and carries the owner check inside its filter.
+    """
+
+    def __init__(
+        self,
+        db_client: MongoClient[Any] | None = None,
+        db_name: str | None = None,
+        db_url: str | None = None,
+        session_collection: str | None = None,
+        runs_collection: str | None = None,
+        memory_collection: str | None = None,
+        metrics_collection: str | None = None,
+        eval_collection: str | None = None,
+        knowledge_collection: str | None = None,
+        traces_collection: str | None = None,
+        spans_collection: str | None = None,
+        schedules_collection: str | None = None,
+        schedule_runs_collection: str | None = None,
+        learnings_collection: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        if db_client is None and db_url is None:
+            raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
+        self.db_name: str = db_name or "agno"
+        tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
+                               eval_collection, knowledge_collection, traces_collection, spans_collection,
+                               learnings_collection, schedules_collection, schedule_runs_collection)
+        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)  # type: ignore[arg-type]
+        self.db_url = db_url
+        self._owns_client = db_client is None
+        self.db_client: MongoClient[Any] = db_client or MongoClient(db_url, driver=DRIVER_INFO)
+        self._server_key = db_url or f"client-{builtins.id(self.db_client)}"
+        self._names = _collection_names(self)
+        self._run_hints = RunHints()
+
+    @property
+    def database(self) -> Any:
+        """The PyMongo ``Database`` in use."""
+        return self.db_client[self.db_name]
+
+    def _execute(self, command: Command) -> Any:
+        name = self._names[command.collection]
+        collection = self.database[name]
+        key = (self._server_key, self.db_name, name)
+        if key not in _INDEXED and command.collection in INDEXES:
+            drivers.with_retries_sync(lambda: collection.create_indexes(INDEXES[command.collection]))
+            _INDEXED.add(key)
+        return drivers.with_retries_sync(lambda: drivers.execute_sync(collection, command))
+
+    def close(self) -> None:
+        """Close the client if this instance created it."""
+        if self._owns_client:
+            self.db_client.close()
+
+    def table_exists(self, table_name: str) -> bool:
+        """Whether the collection exists."""
+        return table_name in self.database.list_collection_names()
+
+    def get_latest_schema_version(self, table_name: str = "") -> str:
+        """The agno schema stamp for a table; unstamped tables are current."""
+        document = self.database[self.versions_table_name].find_one({"table_name": table_name})
+        return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
+
+    def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
+        """Record agno's schema stamp for a table."""
+        self.database[self.versions_table_name].update_one(
+            {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
+        )
+
+    upsert_session = _B(StoragePlans.upsert_session)
+    upsert_sessions = _B(StoragePlans.upsert_sessions)
+    get_session = _B(StoragePlans.get_session)
+    get_sessions = _B(StoragePlans.get_sessions)
+    rename_session = _B(StoragePlans.rename_session)
+    delete_session = _B(StoragePlans.delete_session)
+    delete_sessions = _B(StoragePlans.delete_sessions)
+    reassign_session_owner = _B(StoragePlans.reassign_session_owner)
+    upsert_run = _B(StoragePlans.upsert_run)
+    get_run = _B(StoragePlans.get_run)
+    get_runs = _B(StoragePlans.get_runs)
+    delete_run = _B(StoragePlans.delete_run)
+    delete_runs = _B(StoragePlans.delete_runs)
+    cancel_pending_run = _B(StoragePlans.cancel_pending_run)
+
+
+async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]:
+    """Parked async generator: when ``asyncio.run`` shuts the loop down it closes this client."""
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+class AsyncMongoDb(PendingAsync, StoragePlans, AsyncBaseDb):
+    """Async MongoDB storage for agno: ``Agent(db=AsyncMongoDb(db_url=...))`` with ``arun``.
+
+    With ``db_url`` it uses PyMongo's ``AsyncMongoClient``, one per event loop (an async client is
+    bound to the loop it first ran on), closed when that loop shuts down, so a process may call
+    ``asyncio.run()`` many times. A client passed as ``db_client`` (PyMongo async or Motor) is used
+    as is, on the loop it belongs to.
+    """
+
+    def __init__(
+        self,
+        db_client: Any | None = None,
+        db_name: str | None = None,
+        db_url: str | None = None,
+        session_collection: str | None = None,
+        runs_collection: str | None = None,
+        memory_collection: str | None = None,
+        metrics_collection: str | None = None,
+        eval_collection: str | None = None,
+        knowledge_collection: str | None = None,
+        traces_collection: str | None = None,
+        spans_collection: str | None = None,
+        learnings_collection: str | None = None,
+        schedules_collection: str | None = None,
+        schedule_runs_collection: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        if db_client is None and db_url is None:
+            raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
+        self.db_name: str = db_name or "agno"
+        tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
+                               eval_collection, knowledge_collection, traces_collection, spans_collection,
+                               learnings_collection, schedules_collection, schedule_runs_collection)
+        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)  # type: ignore[arg-type]
+        self.db_url = db_url
+        self.db_client = db_client
+        self._server_key = db_url or f"client-{builtins.id(db_client)}"
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._names = _collection_names(self)
+        self._run_hints = RunHints()
+
+    async def _client(self) -> Any:
+        """The client for the running loop: the user's, or one of ours created for this loop."""
+        if self.db_client is not None:
+            return self.db_client
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            client: AsyncMongoClient[Any] = AsyncMongoClient(self.db_url, driver=DRIVER_INFO)
+            closer = _close_with_loop(client)
+            await closer.__anext__()
+            entry = self._clients[loop] = (client, closer)
+        return entry[0]
+
+    async def database(self) -> Any:
+        """The database handle on the running loop's client."""
+        return (await self._client())[self.db_name]
+
+    async def _execute(self, command: Command) -> Any:
+        name = self._names[command.collection]
+        collection = (await self.database())[name]
+        key = (self._server_key, self.db_name, name)
+        if key not in _INDEXED and command.collection in INDEXES:
+            await drivers.with_retries_async(lambda: collection.create_indexes(INDEXES[command.collection]))
+            _INDEXED.add(key)
+        return await drivers.with_retries_async(lambda: drivers.execute_async(collection, command))
+
+    async def close(self) -> None:
+        """Close the clients this instance created (the running loop's now; others with their loop)."""
+        entry = self._clients.pop(asyncio.get_running_loop(), None) if self.db_client is None else None
+        if entry is not None:
+            await entry[1].aclose()
+
+    async def table_exists(self, table_name: str) -> bool:
+        """Whether the collection exists."""
+        return table_name in await (await self.database()).list_collection_names()
+
+    async def get_latest_schema_version(self, table_name: str = "") -> str:
+        """The agno schema stamp for a table; unstamped tables are current."""
+        document = await (await self.database())[self.versions_table_name].find_one({"table_name": table_name})
+        return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
+
+    async def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
+        """Record agno's schema stamp for a table."""
+        await (await self.database())[self.versions_table_name].update_one(
+            {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
+        )
+
+    upsert_session = _A(StoragePlans.upsert_session)
+    upsert_sessions = _A(StoragePlans.upsert_sessions)
+    get_session = _A(StoragePlans.get_session)
+    get_sessions = _A(StoragePlans.get_sessions)
+    rename_session = _A(StoragePlans.rename_session)
+    delete_session = _A(StoragePlans.delete_session)
+    delete_sessions = _A(StoragePlans.delete_sessions)
+    reassign_session_owner = _A(StoragePlans.reassign_session_owner)
+    upsert_run = _A(StoragePlans.upsert_run)
+    get_run = _A(StoragePlans.get_run)
+    get_runs = _A(StoragePlans.get_runs)
+    delete_run = _A(StoragePlans.delete_run)
+    delete_runs = _A(StoragePlans.delete_runs)
+    cancel_pending_run = _A(StoragePlans.cancel_pending_run)

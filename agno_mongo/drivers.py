@@ -1,0 +1,123 @@
+"""Run plans on a real client: PyMongo (sync), PyMongo async, or Motor.
+
+A plan yields :class:`~agno_mongo.ops.command.Command` values; a driver executes each one and sends
+the result back (or throws the driver's exception into the plan, so the plan decides what a
+duplicate key means). Network errors are retried a bounded number of times: every command a plan
+yields is idempotent, so sending it again after a cut connection can neither lose nor duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from pymongo.errors import AutoReconnect, PyMongoError
+
+from agno_mongo.ops.command import Command, Plan
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+RETRY_DELAYS = (0.05, 0.25, 1.0)
+"""Pauses before each retry of a command cut by a network error; then the error is raised."""
+
+
+class _SyncRunner(Protocol):
+    def _execute(self, command: Command) -> Any: ...
+
+
+class _AsyncRunner(Protocol):
+    def _execute(self, command: Command) -> Awaitable[Any]: ...
+
+
+def execute_sync(collection: Any, command: Command) -> Any:
+    """Execute one command on a PyMongo ``Collection``; cursors are drained into lists."""
+    method = getattr(collection, command.op)
+    if command.op in ("find", "aggregate"):
+        return list(method(**command.kwargs))
+    return method(**command.kwargs)
+
+
+async def execute_async(collection: Any, command: Command) -> Any:
+    """Execute one command on a PyMongo async or Motor collection."""
+    method = getattr(collection, command.op)
+    if command.op in ("find", "aggregate"):
+        cursor = method(**command.kwargs)
+        if inspect.isawaitable(cursor):  # PyMongo async: aggregate() is a coroutine; Motor's is not
+            cursor = await cursor
+        return await cursor.to_list(None)
+    return await method(**command.kwargs)
+
+
+def with_retries_sync(call: Callable[[], T]) -> T:
+    """Call, retrying after network errors with bounded pauses."""
+    for delay in RETRY_DELAYS:
+        try:
+            return call()
+        except AutoReconnect:
+            time.sleep(delay)
+    return call()
+
+
+async def with_retries_async(call: Callable[[], Awaitable[T]]) -> T:
+    """Async twin of :func:`with_retries_sync`."""
+    for delay in RETRY_DELAYS:
+        try:
+            return await call()
+        except AutoReconnect:
+            await asyncio.sleep(delay)
+    return await call()
+
+
+def run_sync(execute: Callable[[Command], Any], plan: Plan[T]) -> T:
+    """Drive a plan to its answer with a blocking ``execute``."""
+    send: Callable[[Any], Command] = plan.send
+    value: Any = None
+    while True:
+        try:
+            command = send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, send = execute(command), plan.send
+        except PyMongoError as error:
+            value, send = error, plan.throw
+
+
+async def run_async(execute: Callable[[Command], Awaitable[Any]], plan: Plan[T]) -> T:
+    """Drive a plan to its answer with an awaitable ``execute``."""
+    send: Callable[[Any], Command] = plan.send
+    value: Any = None
+    while True:
+        try:
+            command = send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, send = await execute(command), plan.send
+        except PyMongoError as error:
+            value, send = error, plan.throw
+
+
+def blocking(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatenate[Any, P], T]:
+    """Turn a plan-building method into a sync method that runs it on the instance's client."""
+
+    @functools.wraps(plan)
+    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(self._execute, plan(self, *args, **kwargs))
+
+    return method
+
+
+def awaiting(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """Turn a plan-building method into an async method that runs it on the instance's client."""
+
+    @functools.wraps(plan)
+    async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_async(self._execute, plan(self, *args, **kwargs))
+
+    return method

@@ -1,0 +1,36 @@
+"""Exceptions raised by agno-mongo.
+
+Bad input is refused before anything reaches MongoDB, with the name of the argument that was wrong,
+so callers can tell a programming error from a server failure.
+"""
+
+from __future__ import annotations
+
+
+class AgnoMongoError(Exception):
+    """Base class for every error agno-mongo raises itself."""
+
+
+class InvalidInputError(AgnoMongoError, ValueError):
+    """An argument has the wrong type or shape; nothing was written.
+
+    ``field`` names the argument (for example ``session_id`` or ``user_id``).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class SessionOwnershipError(AgnoMongoError, PermissionError):
+    """The session belongs to another user; the write was refused and nothing changed."""
+
+    def __init__(self, session_id: str, user_id: str | None) -> None:
+        self.session_id = session_id
+        self.user_id = user_id
+        who = "no user" if user_id is None else f"user {user_id!r}"
+        super().__init__(f"session {session_id!r} belongs to another user; {who} may not write to it")
+
+
+class RunTooLargeError(AgnoMongoError, ValueError):
+    """A single run can never fit in one MongoDB document (16 MiB); the session is unchanged."""

@@ -1,0 +1,10 @@
+"""Pure command builders and plans, one module per collection; no I/O."""
+
+from typing import Any
+
+from agno_mongo.ops.sessions import SESSION_INDEXES
+
+INDEXES: dict[str, list[Any]] = {
+    "sessions": SESSION_INDEXES,
+}
+"""Indexes per collection role, created once per process before the first command on it."""

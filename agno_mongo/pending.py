@@ -1,0 +1,45 @@
+"""The parts of agno's storage contract that agno-mongo has not built yet.
+
+They raise ``NotImplementedError`` with a message that says so, instead of failing somewhere deeper
+(README's status table lists them). Each one is removed from here when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+NOT_BUILT = (
+    "clear_memories", "delete_user_memory", "delete_user_memories", "get_all_memory_topics", "get_user_memory",
+    "get_user_memories", "get_user_memory_stats", "upsert_user_memory", "upsert_memories",
+    "get_metrics", "calculate_metrics",
+    "delete_knowledge_content", "get_knowledge_content", "get_knowledge_contents", "upsert_knowledge_content",
+    "create_eval_run", "delete_eval_runs", "get_eval_run", "get_eval_runs", "rename_eval_run",
+    "upsert_trace", "get_trace", "get_traces", "get_trace_stats", "create_span", "create_spans", "get_span",
+    "get_spans",
+    "get_learning", "upsert_learning", "delete_learning", "get_learnings",
+)
+
+
+def _message(name: str) -> str:
+    return f"agno-mongo: {name}() is not built yet (see the status table in README.md)"
+
+
+def _sync(name: str) -> Callable[..., NoReturn]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(_message(name))
+
+    method.__name__ = name
+    return method
+
+
+def _async(name: str) -> Callable[..., Coroutine[Any, Any, NoReturn]]:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(_message(name))
+
+    method.__name__ = name
+    return method
+
+
+PendingSync: type = type("PendingSync", (), {name: _sync(name) for name in NOT_BUILT})
+PendingAsync: type = type("PendingAsync", (), {name: _async(name) for name in NOT_BUILT})

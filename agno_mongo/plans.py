@@ -1,0 +1,384 @@
+"""agno's storage contract as plans: check the arguments, build the commands, map the answers.
+
+``StoragePlans`` holds everything the sync and async classes share. Each public method here has
+agno's signature and returns a plan; ``MongoDb`` runs it with :func:`~agno_mongo.drivers.blocking`
+and ``AsyncMongoDb`` with :func:`~agno_mongo.drivers.awaiting`, so neither class repeats any logic.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from typing import Any
+
+from agno.db.base import SessionType
+from agno.db.utils import deserialize_run, deserialize_session, get_run_type
+from agno.run.base import RunStatus
+
+from agno_mongo.errors import InvalidInputError
+from agno_mongo.ops import sessions as ops
+from agno_mongo.ops.command import Plan
+from agno_mongo.schema.session import SessionDocument, SessionFields, check_id, check_optional_id, run_to_dict
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+SESSION_SORT_FIELDS = {"created_at", "updated_at", "session_id", "user_id", "session_type", "agent_id", "team_id",
+                       "workflow_id", "session_data.session_name"}
+_SORT_ALIASES = {"session_name": "session_data.session_name"}
+
+
+def now() -> int:
+    """Epoch seconds, the unit agno stores."""
+    return int(time.time())
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int | None:
+    """``None`` or an int (not a bool) at least ``minimum``, else :class:`InvalidInputError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(name, f"must be an integer, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise InvalidInputError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def check_session_type(value: object) -> str | None:
+    """A ``SessionType`` (or its string value) as the stored string."""
+    if value is None:
+        return None
+    if isinstance(value, SessionType):
+        return value.value
+    if isinstance(value, str) and value in {"agent", "team", "workflow"}:
+        return value
+    raise InvalidInputError("session_type", f"must be a SessionType or 'agent'/'team'/'workflow', got {value!r}")
+
+
+def check_ids(name: str, values: object) -> list[str]:
+    """A list of ids, each checked like a single id."""
+    if not isinstance(values, list | tuple):
+        raise InvalidInputError(name, f"must be a list of strings, got {type(values).__name__}")
+    return [check_id(f"{name}[{index}]", value) for index, value in enumerate(values)]
+
+
+def check_sort(sort_by: object, sort_order: object, allowed: set[str]) -> tuple[str | None, int]:
+    """Validate a sort field and order; ``desc`` unless ``asc`` is asked for."""
+    if sort_order is not None and (not isinstance(sort_order, str) or sort_order.lower() not in {"asc", "desc"}):
+        raise InvalidInputError("sort_order", f"must be 'asc' or 'desc', got {sort_order!r}")
+    direction = 1 if isinstance(sort_order, str) and sort_order.lower() == "asc" else -1
+    if sort_by is None:
+        return None, direction
+    if not isinstance(sort_by, str) or not _FIELD_NAME.match(sort_by):
+        raise InvalidInputError("sort_by", f"must be a field name, got {sort_by!r}")
+    field = _SORT_ALIASES.get(sort_by, sort_by)
+    if field not in allowed:
+        raise InvalidInputError("sort_by", f"must be one of {sorted(allowed)}, got {sort_by!r}")
+    return field, direction
+
+
+def check_page(limit: object, page: object) -> tuple[int | None, int]:
+    """``(limit, skip)`` from agno's 1-based ``page``; a page without a limit is a caller bug."""
+    checked_limit = check_int("limit", limit, minimum=0)
+    checked_page = check_int("page", page, minimum=1)
+    if checked_page is not None and checked_limit is None:
+        raise InvalidInputError("page", "was given without limit; pass both to paginate")
+    if checked_limit == 0:
+        checked_limit = None
+    skip = (checked_page - 1) * checked_limit if checked_page and checked_limit else 0
+    return checked_limit, skip
+
+
+def session_out(document: dict[str, Any], session_type: str | None, deserialize: bool | None) -> Any:
+    """A stored document as agno wants it: a ``Session`` object or its dict."""
+    record = SessionDocument.from_mongo(document).to_agno_dict()
+    if not deserialize:
+        return record
+    return deserialize_session(SessionType(session_type) if session_type else None, record)
+
+
+def run_row(session_id: str, user_id: str | None, run: dict[str, Any], run_index: int | None) -> dict[str, Any]:
+    """One embedded run in the row shape agno's runs tables use for ``deserialize=False``."""
+    run_type = get_run_type(run)
+    return {
+        "run_id": run.get("run_id"),
+        "session_id": session_id,
+        "run_type": run_type,
+        "agent_id": run.get("agent_id"),
+        "team_id": run.get("team_id"),
+        "workflow_id": run.get("workflow_id"),
+        "user_id": user_id,
+        "parent_run_id": run.get("parent_run_id"),
+        "status": run.get("status"),
+        "run_index": run_index,
+        "run_data": run,
+        "created_at": run.get("created_at"),
+    }
+
+
+class RunHints:
+    """Which run ids this instance wrote recently, so re-saving a run tries ``$set`` first.
+
+    Only a guess to save a round trip: a wrong guess costs one command, never correctness.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._seen
+
+    def add(self, key: tuple[str, str]) -> None:
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def discard(self, key: tuple[str, str]) -> None:
+        self._seen.pop(key, None)
+
+
+class StoragePlans:
+    """The session and run half of agno's ``BaseDb`` contract, as plans."""
+
+    _run_hints: RunHints
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def upsert_session(self, session: Any, deserialize: bool | None = True) -> Plan[Any]:
+        """Create or update the session's fields in one command; ``None`` if another user owns it.
+
+        Runs are not written here: agno saves each run with ``upsert_run``.
+        """
+        fields = SessionFields.from_session(session)
+        document = yield from ops.upsert_session_plan(fields, now())
+        if document is None:
+            return None
+        document["runs"] = [run if isinstance(run, dict) else run.to_dict() for run in session.runs or []]
+        return session_out(document, None, deserialize)
+
+    def upsert_sessions(
+        self, sessions: list[Any], deserialize: bool | None = True, preserve_updated_at: bool = False
+    ) -> Plan[list[Any]]:
+        """Upsert many sessions in one bulk command; those owned by other users are left out."""
+        if not isinstance(sessions, list | tuple):
+            raise InvalidInputError("sessions", f"must be a list, got {type(sessions).__name__}")
+        items = [SessionFields.from_session(s, name=f"sessions[{i}]") for i, s in enumerate(sessions) if s is not None]
+        documents = yield from ops.upsert_sessions_plan(items, now(), preserve_updated_at=preserve_updated_at)
+        runs_by_id = {s.session_id: s.runs for s in sessions if s is not None}
+        out = []
+        for document in documents:
+            runs = runs_by_id.get(document["_id"]) or []
+            document["runs"] = [run if isinstance(run, dict) else run.to_dict() for run in runs]
+            out.append(session_out(document, None, deserialize))
+        return out
+
+    def get_session(
+        self,
+        session_id: str,
+        session_type: SessionType | None = None,
+        user_id: str | None = None,
+        deserialize: bool | None = True,
+        runs_limit: int | None = None,
+    ) -> Plan[Any]:
+        """One command. With ``runs_limit`` the server returns only the latest N context runs."""
+        check_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        kind = check_session_type(session_type)
+        check_int("runs_limit", runs_limit, minimum=0)
+        document = yield from ops.get_session(session_id, user_id, runs_limit)
+        return None if document is None else session_out(document, kind, deserialize)
+
+    def get_sessions(
+        self,
+        session_type: SessionType | None = None,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_name: str | None = None,
+        start_timestamp: int | None = None,
+        end_timestamp: int | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        deserialize: bool | None = True,
+        include_runs: bool = True,
+    ) -> Plan[Any]:
+        """Filter, sort and page sessions; with ``deserialize=False`` also the total count."""
+        kind = check_session_type(session_type)
+        query = ops.session_list_filter(
+            session_type=kind,
+            user_id=check_optional_id("user_id", user_id),
+            component_id=check_optional_id("component_id", component_id),
+            session_name=None if session_name is None else _check_str("session_name", session_name),
+            start_timestamp=check_int("start_timestamp", start_timestamp),
+            end_timestamp=check_int("end_timestamp", end_timestamp),
+        )
+        field, direction = check_sort(sort_by, sort_order, SESSION_SORT_FIELDS)
+        sort = [(field or "created_at", direction), ("_id", direction)]
+        page_limit, skip = check_page(limit, page)
+        projection = None if include_runs else {"runs": False}
+        documents, total = yield from ops.page_of(
+            ops.SESSIONS, query, sort, page_limit, skip, projection, count=not deserialize
+        )
+        if deserialize:
+            return [session_out(document, kind, True) for document in documents]
+        return [session_out(document, kind, False) for document in documents], total
+
+    def rename_session(
+        self,
+        session_id: str,
+        session_type: SessionType | None,
+        session_name: str,
+        user_id: str | None = None,
+        deserialize: bool | None = True,
+    ) -> Plan[Any]:
+        """Set ``session_data.session_name`` in one command and return the renamed session."""
+        check_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        kind = check_session_type(session_type)
+        name = _check_str("session_name", session_name)
+        document = yield ops.rename_session(session_id, user_id, kind, name, now())
+        return None if document is None else session_out(document, kind, deserialize)
+
+    def delete_session(self, session_id: str, user_id: str | None = None) -> Plan[bool]:
+        """Delete one session with its runs, atomically (they are one document)."""
+        check_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        result = yield ops.delete_sessions([session_id], user_id)
+        return bool(result.deleted_count)
+
+    def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> Plan[None]:
+        """Delete many sessions (only the caller's when ``user_id`` is given)."""
+        ids = check_ids("session_ids", session_ids)
+        check_optional_id("user_id", user_id)
+        if ids:
+            yield ops.delete_sessions(ids, user_id)
+        return None
+
+    def reassign_session_owner(self, session_id: str, *, previous_user_id: str, user_id: str | None) -> Plan[bool]:
+        """Hand an idle session to another owner if ``previous_user_id`` still owns it."""
+        check_id("session_id", session_id)
+        check_id("previous_user_id", previous_user_id)
+        check_optional_id("user_id", user_id)
+        result = yield ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
+        return bool(result.matched_count)
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def upsert_run(
+        self, run: Any, session_id: str, user_id: str | None = None, run_index: int | None = None
+    ) -> Plan[None]:
+        """Append or replace one run inside its session: one command in the common case.
+
+        Raises :class:`~agno_mongo.errors.SessionOwnershipError` if the session is another user's.
+        ``run_index`` is accepted for agno compatibility; order is the order runs were first saved.
+        """
+        check_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        check_int("run_index", run_index, minimum=0)
+        data = run_to_dict(run)
+        key = (session_id, data["run_id"])
+        yield from ops.upsert_run_plan(
+            session_id, user_id, data, get_run_type(run), now(), likely_exists=key in self._run_hints
+        )
+        self._run_hints.add(key)
+        return None
+
+    def get_run(self, run_id: str, deserialize: bool | None = True) -> Plan[Any]:
+        """One run by id, from whichever session holds it."""
+        check_id("run_id", run_id)
+        document = yield ops.get_run(run_id)
+        if not document or not document.get("runs"):
+            return None
+        run = document["runs"][0]
+        if not deserialize:
+            return run_row(document["_id"], document.get("user_id"), run, None)
+        return deserialize_run(None, run)
+
+    def get_runs(
+        self,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        deserialize: bool | None = True,
+    ) -> Plan[Any]:
+        """Runs matching the filters, across sessions, in one aggregation (plus a count if needed)."""
+        check_optional_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        run_filter: dict[str, Any] = {}
+        for name, value in (("agent_id", agent_id), ("team_id", team_id), ("workflow_id", workflow_id)):
+            if check_optional_id(name, value) is not None:
+                run_filter[name] = value
+        if status is not None:
+            run_filter["status"] = _check_status(status)
+        field, direction = check_sort(sort_by, sort_order, ops.RUN_SORT_FIELDS)
+        if field is None:
+            sort = [("run_index", 1)] if session_id else [("runs.created_at", 1), ("_id", 1), ("run_index", 1)]
+        else:
+            key = "run_index" if field == "run_index" else f"runs.{field}"
+            sort = [(key, direction), ("_id", direction), ("run_index", direction)]
+        page_limit, skip = check_page(limit, page)
+        pipeline = ops.runs_pipeline(
+            session_id=session_id, user_id=user_id, run_filter=run_filter, sort=sort, skip=skip, limit=page_limit
+        )
+        rows, total = yield from ops.runs_plan(pipeline, skip, page_limit, count=not deserialize)
+        if deserialize:
+            return [deserialize_run(None, row["run_data"]) for row in rows]
+        return [run_row(r["session_id"], r.get("user_id"), r["run_data"], r.get("run_index")) for r in rows], total
+
+    def delete_run(self, run_id: str) -> Plan[bool]:
+        """Remove one run from its session."""
+        check_id("run_id", run_id)
+        result = yield ops.delete_runs([run_id], now())
+        return bool(result.modified_count)
+
+    def delete_runs(self, run_ids: list[str]) -> Plan[None]:
+        """Remove runs from whichever sessions hold them."""
+        ids = check_ids("run_ids", run_ids)
+        if ids:
+            yield ops.delete_runs(ids, now())
+        return None
+
+    def cancel_pending_run(
+        self,
+        run_id: str,
+        *,
+        session_id: str,
+        reason: str,
+        user_id: str | None = None,
+        expected_status: str = "PENDING",
+    ) -> Plan[bool]:
+        """Mark a PENDING/RUNNING run CANCELLED only if it still has ``expected_status``."""
+        check_id("run_id", run_id)
+        check_id("session_id", session_id)
+        check_optional_id("user_id", user_id)
+        _check_str("reason", reason)
+        if expected_status not in {"PENDING", "RUNNING"}:
+            raise InvalidInputError("expected_status", "only PENDING or RUNNING runs can be cancelled")
+        changed = yield from ops.cancel_pending_run_plan(session_id, run_id, user_id, reason, expected_status, now())
+        return changed
+
+
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_status(status: object) -> str:
+    if isinstance(status, RunStatus):
+        return status.value
+    if isinstance(status, str):
+        try:
+            return RunStatus(status.upper()).value
+        except ValueError:
+            pass
+    raise InvalidInputError("status", f"must be a RunStatus, got {status!r}")

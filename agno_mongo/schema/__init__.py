@@ -1,0 +1,19 @@
+"""Pydantic documents: one module per collection, shared by the sync and async classes."""
+
+from agno_mongo.schema.session import (
+    SCHEMA_VERSION,
+    SessionDocument,
+    SessionFields,
+    check_id,
+    check_optional_id,
+    run_to_dict,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SessionDocument",
+    "SessionFields",
+    "check_id",
+    "check_optional_id",
+    "run_to_dict",
+]

@@ -1,0 +1,133 @@
+"""The session document: one per session, runs embedded oldest first.
+
+``SessionFields`` is what a write may set; ``SessionDocument`` is what a read gets back. Both classes
+(`MongoDb`, `AsyncMongoDb`) go through these models, so a bad value is refused the same way on either
+side and an unexpected stored shape is caught on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from agno.session import AgentSession, TeamSession, WorkflowSession
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from agno_mongo.errors import InvalidInputError
+
+SCHEMA_VERSION = 1
+"""Bumped when the stored layout changes, so a migration can find old documents."""
+
+MAX_ID_LENGTH = 1024
+
+IdStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+SessionTypeName = Literal["agent", "team", "workflow"]
+AgnoSession = AgentSession | TeamSession | WorkflowSession
+
+
+def check_id(name: str, value: object) -> str:
+    """Return ``value`` if it is a usable id, else raise naming ``name``.
+
+    Ids go into filters: a dict such as ``{"$ne": None}`` would match other people's documents, so
+    anything but a non-empty string is refused before a command is built.
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidInputError(name, f"must be 1 to {MAX_ID_LENGTH} characters long")
+    return value
+
+
+def check_optional_id(name: str, value: object) -> str | None:
+    """Like :func:`check_id`, but ``None`` is allowed (it means "no user" or "no filter")."""
+    return None if value is None else check_id(name, value)
+
+
+def _raise_invalid(error: ValidationError, prefix: str = "") -> None:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "value"
+    raise InvalidInputError(prefix + field, first["msg"]) from None
+
+
+class SessionFields(BaseModel):
+    """The session fields a write sets; runs are written separately with ``upsert_run``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    session_id: IdStr
+    session_type: SessionTypeName
+    user_id: IdStr | None = None
+    agent_id: IdStr | None = None
+    team_id: IdStr | None = None
+    workflow_id: IdStr | None = None
+    workflow_name: str | None = None
+    session_data: dict[str, Any] | None = None
+    agent_data: dict[str, Any] | None = None
+    team_data: dict[str, Any] | None = None
+    workflow_data: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+    @classmethod
+    def from_session(cls, session: object, *, name: str = "session") -> SessionFields:
+        """Validate an agno ``AgentSession``/``TeamSession``/``WorkflowSession``."""
+        if isinstance(session, AgentSession):
+            session_type: SessionTypeName = "agent"
+        elif isinstance(session, TeamSession):
+            session_type = "team"
+        elif isinstance(session, WorkflowSession):
+            session_type = "workflow"
+        else:
+            raise InvalidInputError(name, f"must be an agno AgentSession, TeamSession or WorkflowSession, got {type(session).__name__}")
+        raw = session.to_dict(include_runs=False)
+        raw["session_type"] = session_type
+        known = {key: raw.get(key) for key in cls.model_fields if key in raw}
+        try:
+            return cls.model_validate(known)
+        except ValidationError as error:
+            _raise_invalid(error, prefix=f"{name}.")
+            raise  # unreachable: _raise_invalid always raises
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Every field but the id and the timestamps, which the write plan decides."""
+        return self.model_dump(exclude={"session_id", "created_at", "updated_at"})
+
+
+class SessionDocument(SessionFields):
+    """A stored session as read back from MongoDB."""
+
+    model_config = ConfigDict(extra="ignore", strict=False, populate_by_name=True)
+
+    id: IdStr = Field(alias="_id")
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_mongo(cls, document: dict[str, Any]) -> SessionDocument:
+        """Validate a raw document; a malformed one raises instead of reaching the agent."""
+        return cls.model_validate(document)
+
+    def to_agno_dict(self) -> dict[str, Any]:
+        """The dict agno's ``Session.from_dict`` expects (and what ``deserialize=False`` returns)."""
+        out = self.model_dump(exclude={"id", "schema_version"})
+        return out
+
+
+def run_to_dict(run: object, *, name: str = "run") -> dict[str, Any]:
+    """The run as the dict stored in ``runs``, with its ``run_id`` checked."""
+    if isinstance(run, dict):
+        data = run
+    elif hasattr(run, "to_dict"):
+        data = run.to_dict()
+    else:
+        raise InvalidInputError(name, f"must be a RunOutput, TeamRunOutput, WorkflowRunOutput or dict, got {type(run).__name__}")
+    if not isinstance(data, dict):
+        raise InvalidInputError(name, "to_dict() did not return a dict")
+    check_id(f"{name}.run_id", data.get("run_id"))
+    for key in ("parent_run_id", "session_id"):
+        check_optional_id(f"{name}.{key}", data.get(key))
+    status = data.get("status")
+    if status is not None and not isinstance(status, str):
+        raise InvalidInputError(f"{name}.status", f"must be a string, got {type(status).__name__}")
+    return data
