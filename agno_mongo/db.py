@@ -1,6 +1,6 @@
 """``MongoDb`` and ``AsyncMongoDb``: agno's ``BaseDb`` / ``AsyncBaseDb`` on MongoDB.
 
-Both are thin: every storage method is a plan from :class:`~agno_mongo.plans.StoragePlans`, run by
+Both are thin: every storage method is a plan from :class:`~agno_mongo.plans.SessionContract`, run by
 :func:`~agno_mongo.drivers.blocking` on a PyMongo ``MongoClient`` or by
 :func:`~agno_mongo.drivers.awaiting` on a PyMongo ``AsyncMongoClient`` (or a Motor client you pass in).
 What differs is only how a command reaches the server.
@@ -21,11 +21,11 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.driver_info import DriverInfo
 
 from agno_mongo import drivers
+from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
 from agno_mongo.pending import PendingAsync, PendingSync
-from agno_mongo.plans import RunHints, StoragePlans
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
 CURRENT_AGNO_SCHEMA = "3.0.0"
@@ -91,7 +91,7 @@ def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
 
 
-class MongoDb(PendingSync, StoragePlans, BaseDb):
+class MongoDb(PendingSync, BaseDb):
     """Sync MongoDB storage for agno: ``Agent(db=MongoDb(db_url=...))``.
 
     Takes the arguments of ``agno.db.mongo.MongoDb``. Each session is one document with its runs
@@ -123,7 +123,7 @@ class MongoDb(PendingSync, StoragePlans, BaseDb):
         tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
                                eval_collection, knowledge_collection, traces_collection, spans_collection,
                                learnings_collection, schedules_collection, schedule_runs_collection)
-        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)  # type: ignore[arg-type]
+        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
         self.db_url = db_url
         self._owns_client = db_client is None
         self.db_client: MongoClient[Any] = db_client or MongoClient(db_url, driver=DRIVER_INFO)
@@ -165,20 +165,20 @@ class MongoDb(PendingSync, StoragePlans, BaseDb):
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )
 
-    upsert_session = _B(StoragePlans.upsert_session)
-    upsert_sessions = _B(StoragePlans.upsert_sessions)
-    get_session = _B(StoragePlans.get_session)
-    get_sessions = _B(StoragePlans.get_sessions)
-    rename_session = _B(StoragePlans.rename_session)
-    delete_session = _B(StoragePlans.delete_session)
-    delete_sessions = _B(StoragePlans.delete_sessions)
-    reassign_session_owner = _B(StoragePlans.reassign_session_owner)
-    upsert_run = _B(StoragePlans.upsert_run)
-    get_run = _B(StoragePlans.get_run)
-    get_runs = _B(StoragePlans.get_runs)
-    delete_run = _B(StoragePlans.delete_run)
-    delete_runs = _B(StoragePlans.delete_runs)
-    cancel_pending_run = _B(StoragePlans.cancel_pending_run)
+    upsert_session = _B(SessionContract.upsert_session)
+    upsert_sessions = _B(SessionContract.upsert_sessions)
+    get_session = _B(SessionContract.get_session)
+    get_sessions = _B(SessionContract.get_sessions)
+    rename_session = _B(SessionContract.rename_session)
+    delete_session = _B(SessionContract.delete_session)
+    delete_sessions = _B(SessionContract.delete_sessions)
+    reassign_session_owner = _B(SessionContract.reassign_session_owner)
+    upsert_run = _B(SessionContract.upsert_run)
+    get_run = _B(SessionContract.get_run)
+    get_runs = _B(SessionContract.get_runs)
+    delete_run = _B(SessionContract.delete_run)
+    delete_runs = _B(SessionContract.delete_runs)
+    cancel_pending_run = _B(SessionContract.cancel_pending_run)
 
 
 async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]:
@@ -189,7 +189,7 @@ async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]
         await client.close()
 
 
-class AsyncMongoDb(PendingAsync, StoragePlans, AsyncBaseDb):
+class AsyncMongoDb(PendingAsync, AsyncBaseDb):
     """Async MongoDB storage for agno: ``Agent(db=AsyncMongoDb(db_url=...))`` with ``arun``.
 
     With ``db_url`` it uses PyMongo's ``AsyncMongoClient``, one per event loop (an async client is
@@ -222,7 +222,7 @@ class AsyncMongoDb(PendingAsync, StoragePlans, AsyncBaseDb):
         tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
                                eval_collection, knowledge_collection, traces_collection, spans_collection,
                                learnings_collection, schedules_collection, schedule_runs_collection)
-        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)  # type: ignore[arg-type]
+        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
         self.db_url = db_url
         self.db_client = db_client
         self._server_key = db_url or f"client-{builtins.id(db_client)}"
@@ -279,17 +279,17 @@ class AsyncMongoDb(PendingAsync, StoragePlans, AsyncBaseDb):
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )
 
-    upsert_session = _A(StoragePlans.upsert_session)
-    upsert_sessions = _A(StoragePlans.upsert_sessions)
-    get_session = _A(StoragePlans.get_session)
-    get_sessions = _A(StoragePlans.get_sessions)
-    rename_session = _A(StoragePlans.rename_session)
-    delete_session = _A(StoragePlans.delete_session)
-    delete_sessions = _A(StoragePlans.delete_sessions)
-    reassign_session_owner = _A(StoragePlans.reassign_session_owner)
-    upsert_run = _A(StoragePlans.upsert_run)
-    get_run = _A(StoragePlans.get_run)
-    get_runs = _A(StoragePlans.get_runs)
-    delete_run = _A(StoragePlans.delete_run)
-    delete_runs = _A(StoragePlans.delete_runs)
-    cancel_pending_run = _A(StoragePlans.cancel_pending_run)
+    upsert_session = _A(SessionContract.upsert_session)
+    upsert_sessions = _A(SessionContract.upsert_sessions)
+    get_session = _A(SessionContract.get_session)
+    get_sessions = _A(SessionContract.get_sessions)
+    rename_session = _A(SessionContract.rename_session)
+    delete_session = _A(SessionContract.delete_session)
+    delete_sessions = _A(SessionContract.delete_sessions)
+    reassign_session_owner = _A(SessionContract.reassign_session_owner)
+    upsert_run = _A(SessionContract.upsert_run)
+    get_run = _A(SessionContract.get_run)
+    get_runs = _A(SessionContract.get_runs)
+    delete_run = _A(SessionContract.delete_run)
+    delete_runs = _A(SessionContract.delete_runs)
+    cancel_pending_run = _A(SessionContract.cancel_pending_run)

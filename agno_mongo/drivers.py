@@ -13,7 +13,7 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pymongo.errors import AutoReconnect, PyMongoError
 
@@ -24,14 +24,6 @@ T = TypeVar("T")
 
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 """Pauses before each retry of a command cut by a network error; then the error is raised."""
-
-
-class _SyncRunner(Protocol):
-    def _execute(self, command: Command) -> Any: ...
-
-
-class _AsyncRunner(Protocol):
-    def _execute(self, command: Command) -> Awaitable[Any]: ...
 
 
 def execute_sync(collection: Any, command: Command) -> Any:
@@ -106,18 +98,18 @@ async def run_async(execute: Callable[[Command], Awaitable[Any]], plan: Plan[T])
 def blocking(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatenate[Any, P], T]:
     """Turn a plan-building method into a sync method that runs it on the instance's client."""
 
-    @functools.wraps(plan)
-    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return run_sync(self._execute, plan(self, *args, **kwargs))
 
+    functools.update_wrapper(method, plan)
     return method
 
 
 def awaiting(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
     """Turn a plan-building method into an async method that runs it on the instance's client."""
 
-    @functools.wraps(plan)
-    async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await run_async(self._execute, plan(self, *args, **kwargs))
 
+    functools.update_wrapper(method, plan)
     return method

@@ -7,7 +7,7 @@ They raise ``NotImplementedError`` with a message that says so, instead of faili
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 NOT_BUILT = (
     "clear_memories", "delete_user_memory", "delete_user_memories", "get_all_memory_topics", "get_user_memory",
@@ -41,5 +41,14 @@ def _async(name: str) -> Callable[..., Coroutine[Any, Any, NoReturn]]:
     return method
 
 
-PendingSync: type = type("PendingSync", (), {name: _sync(name) for name in NOT_BUILT})
-PendingAsync: type = type("PendingAsync", (), {name: _async(name) for name in NOT_BUILT})
+if TYPE_CHECKING:
+
+    class PendingSync:
+        """Mixin with a stub for each method in ``NOT_BUILT``."""
+
+    class PendingAsync:
+        """Async twin of ``PendingSync``."""
+
+else:
+    PendingSync = type("PendingSync", (), {name: _sync(name) for name in NOT_BUILT})
+    PendingAsync = type("PendingAsync", (), {name: _async(name) for name in NOT_BUILT})

@@ -333,10 +333,9 @@ def get_run(run_id: str) -> Command:
 def delete_runs(run_ids: list[str], now: int) -> Command:
     """``$pull`` the runs from whichever sessions hold them."""
     selector: Any = run_ids[0] if len(run_ids) == 1 else {"$in": run_ids}
-    op = "update_one" if len(run_ids) == 1 else "update_many"
     return Command(
         SESSIONS,
-        op,
+        "update_one" if len(run_ids) == 1 else "update_many",
         {
             "filter": {"runs.run_id": selector},
             "update": {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now}},

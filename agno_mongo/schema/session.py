@@ -79,7 +79,8 @@ class SessionFields(BaseModel):
         elif isinstance(session, WorkflowSession):
             session_type = "workflow"
         else:
-            raise InvalidInputError(name, f"must be an agno AgentSession, TeamSession or WorkflowSession, got {type(session).__name__}")
+            expected = "an agno AgentSession, TeamSession or WorkflowSession"
+            raise InvalidInputError(name, f"must be {expected}, got {type(session).__name__}")
         raw = session.to_dict(include_runs=False)
         raw["session_type"] = session_type
         known = {key: raw.get(key) for key in cls.model_fields if key in raw}
@@ -121,7 +122,8 @@ def run_to_dict(run: object, *, name: str = "run") -> dict[str, Any]:
     elif hasattr(run, "to_dict"):
         data = run.to_dict()
     else:
-        raise InvalidInputError(name, f"must be a RunOutput, TeamRunOutput, WorkflowRunOutput or dict, got {type(run).__name__}")
+        expected = "a RunOutput, TeamRunOutput, WorkflowRunOutput or dict"
+        raise InvalidInputError(name, f"must be {expected}, got {type(run).__name__}")
     if not isinstance(data, dict):
         raise InvalidInputError(name, "to_dict() did not return a dict")
     check_id(f"{name}.run_id", data.get("run_id"))

@@ -1,14 +1,12 @@
-"""agno's storage contract as plans: check the arguments, build the commands, map the answers.
+"""Sessions and runs: agno's contract as plans (check arguments, build commands, map answers).
 
-``StoragePlans`` holds everything the sync and async classes share. Each public method here has
-agno's signature and returns a plan; ``MongoDb`` runs it with :func:`~agno_mongo.drivers.blocking`
-and ``AsyncMongoDb`` with :func:`~agno_mongo.drivers.awaiting`, so neither class repeats any logic.
+``SessionContract`` holds what the sync and async classes share. Each method has agno's signature
+and returns a plan; ``MongoDb`` runs it with :func:`~agno_mongo.drivers.blocking` and
+``AsyncMongoDb`` with :func:`~agno_mongo.drivers.awaiting`, so neither class repeats any logic.
 """
 
 from __future__ import annotations
 
-import re
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -16,76 +14,25 @@ from agno.db.base import SessionType
 from agno.db.utils import deserialize_run, deserialize_session, get_run_type
 from agno.run.base import RunStatus
 
+from agno_mongo.contract.checks import (
+    check_id,
+    check_ids,
+    check_int,
+    check_optional_id,
+    check_page,
+    check_session_type,
+    check_sort,
+    check_status,
+    check_str,
+    now,
+)
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.schema.session import SessionDocument, SessionFields, check_id, check_optional_id, run_to_dict
+from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
 
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 SESSION_SORT_FIELDS = {"created_at", "updated_at", "session_id", "user_id", "session_type", "agent_id", "team_id",
                        "workflow_id", "session_data.session_name"}
-_SORT_ALIASES = {"session_name": "session_data.session_name"}
-
-
-def now() -> int:
-    """Epoch seconds, the unit agno stores."""
-    return int(time.time())
-
-
-def check_int(name: str, value: object, *, minimum: int | None = None) -> int | None:
-    """``None`` or an int (not a bool) at least ``minimum``, else :class:`InvalidInputError`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(name, f"must be an integer, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise InvalidInputError(name, f"must be at least {minimum}, got {value}")
-    return value
-
-
-def check_session_type(value: object) -> str | None:
-    """A ``SessionType`` (or its string value) as the stored string."""
-    if value is None:
-        return None
-    if isinstance(value, SessionType):
-        return value.value
-    if isinstance(value, str) and value in {"agent", "team", "workflow"}:
-        return value
-    raise InvalidInputError("session_type", f"must be a SessionType or 'agent'/'team'/'workflow', got {value!r}")
-
-
-def check_ids(name: str, values: object) -> list[str]:
-    """A list of ids, each checked like a single id."""
-    if not isinstance(values, list | tuple):
-        raise InvalidInputError(name, f"must be a list of strings, got {type(values).__name__}")
-    return [check_id(f"{name}[{index}]", value) for index, value in enumerate(values)]
-
-
-def check_sort(sort_by: object, sort_order: object, allowed: set[str]) -> tuple[str | None, int]:
-    """Validate a sort field and order; ``desc`` unless ``asc`` is asked for."""
-    if sort_order is not None and (not isinstance(sort_order, str) or sort_order.lower() not in {"asc", "desc"}):
-        raise InvalidInputError("sort_order", f"must be 'asc' or 'desc', got {sort_order!r}")
-    direction = 1 if isinstance(sort_order, str) and sort_order.lower() == "asc" else -1
-    if sort_by is None:
-        return None, direction
-    if not isinstance(sort_by, str) or not _FIELD_NAME.match(sort_by):
-        raise InvalidInputError("sort_by", f"must be a field name, got {sort_by!r}")
-    field = _SORT_ALIASES.get(sort_by, sort_by)
-    if field not in allowed:
-        raise InvalidInputError("sort_by", f"must be one of {sorted(allowed)}, got {sort_by!r}")
-    return field, direction
-
-
-def check_page(limit: object, page: object) -> tuple[int | None, int]:
-    """``(limit, skip)`` from agno's 1-based ``page``; a page without a limit is a caller bug."""
-    checked_limit = check_int("limit", limit, minimum=0)
-    checked_page = check_int("page", page, minimum=1)
-    if checked_page is not None and checked_limit is None:
-        raise InvalidInputError("page", "was given without limit; pass both to paginate")
-    if checked_limit == 0:
-        checked_limit = None
-    skip = (checked_page - 1) * checked_limit if checked_page and checked_limit else 0
-    return checked_limit, skip
 
 
 def session_out(document: dict[str, Any], session_type: str | None, deserialize: bool | None) -> Any:
@@ -138,7 +85,7 @@ class RunHints:
         self._seen.pop(key, None)
 
 
-class StoragePlans:
+class SessionContract:
     """The session and run half of agno's ``BaseDb`` contract, as plans."""
 
     _run_hints: RunHints
@@ -210,7 +157,7 @@ class StoragePlans:
             session_type=kind,
             user_id=check_optional_id("user_id", user_id),
             component_id=check_optional_id("component_id", component_id),
-            session_name=None if session_name is None else _check_str("session_name", session_name),
+            session_name=None if session_name is None else check_str("session_name", session_name),
             start_timestamp=check_int("start_timestamp", start_timestamp),
             end_timestamp=check_int("end_timestamp", end_timestamp),
         )
@@ -237,7 +184,7 @@ class StoragePlans:
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
         kind = check_session_type(session_type)
-        name = _check_str("session_name", session_name)
+        name = check_str("session_name", session_name)
         document = yield ops.rename_session(session_id, user_id, kind, name, now())
         return None if document is None else session_out(document, kind, deserialize)
 
@@ -318,7 +265,7 @@ class StoragePlans:
             if check_optional_id(name, value) is not None:
                 run_filter[name] = value
         if status is not None:
-            run_filter["status"] = _check_status(status)
+            run_filter["status"] = check_status(status)
         field, direction = check_sort(sort_by, sort_order, ops.RUN_SORT_FIELDS)
         if field is None:
             sort = [("run_index", 1)] if session_id else [("runs.created_at", 1), ("_id", 1), ("run_index", 1)]
@@ -360,25 +307,10 @@ class StoragePlans:
         check_id("run_id", run_id)
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
-        _check_str("reason", reason)
+        check_str("reason", reason)
         if expected_status not in {"PENDING", "RUNNING"}:
             raise InvalidInputError("expected_status", "only PENDING or RUNNING runs can be cancelled")
         changed = yield from ops.cancel_pending_run_plan(session_id, run_id, user_id, reason, expected_status, now())
         return changed
 
 
-def _check_str(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
-    return value
-
-
-def _check_status(status: object) -> str:
-    if isinstance(status, RunStatus):
-        return status.value
-    if isinstance(status, str):
-        try:
-            return RunStatus(status.upper()).value
-        except ValueError:
-            pass
-    raise InvalidInputError("status", f"must be a RunStatus, got {status!r}")

@@ -1,0 +1,48 @@
+"""The async twin of ``storage.py``: ``AsyncMongoDb`` and ``Agent.arun``. Run it twice.
+
+Same server and model choice as ``storage.py`` (``MONGODB_URL`` or the embedded server;
+``OPENAI_API_KEY`` or the offline stand-in model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from agno.agent import Agent
+
+from agno_mongo import AsyncMongoDb
+
+sys.path.insert(0, str(Path(__file__).parent))
+from storage import DATA_FILE, DB_NAME, QUESTIONS, SESSION_ID, pick_model  # noqa: E402
+
+
+async def converse(url: str) -> None:
+    db = AsyncMongoDb(db_url=url, db_name=DB_NAME)
+    agent = Agent(model=pick_model(), db=db, session_id=SESSION_ID, add_history_to_context=True, num_history_runs=3)
+    for question in QUESTIONS:
+        print(f"\nuser > {question}")
+        print(f"agent> {(await agent.arun(question)).content}")
+    print("\n--- messages stored in this session (from MongoDB) ---")
+    for message in await agent.aget_session_messages(session_id=SESSION_ID):
+        print(f"{message.role:>9}: {message.content}")
+    await db.close()
+
+
+def main() -> None:
+    with ExitStack() as stack:
+        url = os.environ.get("MONGODB_URL")
+        if url is None:
+            from agno_mongo.testing import EmbeddedServer
+
+            DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
+            url = stack.enter_context(EmbeddedServer(path=str(DATA_FILE))).url
+            print(f"[storage_async] embedded MongoDB-compatible server, data in {DATA_FILE}")
+        asyncio.run(converse(url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Shared fixtures: a real MongoDB-compatible server and the three client flavours.
+
+Every integration test runs against a wire server through real drivers: ``MONGODB_URI`` when set,
+else a testcontainers MongoDB when Docker answers, else the embedded mongoeco server.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, MongoClient, monitoring
+
+from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo.testing.pytest_plugin import db_name, mongodb_url  # noqa: F401  (fixtures)
+
+FLAVOURS = ["pymongo", "pymongo-async", "motor"]
+
+
+@dataclass
+class Commands(monitoring.CommandListener):
+    """Records every command a client sends: name and request size in bytes."""
+
+    names: list[str] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in {"hello", "isMaster", "ping", "endSessions", "killCursors"}:
+            self.names.append(event.command_name)
+            self.sent.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.sent.clear()
+
+    def writes(self) -> list[str]:
+        return [name for name in self.names if name in {"update", "insert", "delete", "findAndModify"}]
+
+
+async def call(result: Any) -> Any:
+    """Await a result if the class under test is async; lets one test body cover both classes."""
+    return await result if inspect.isawaitable(result) else result
+
+
+@dataclass
+class Store:
+    """A storage class under test, its listener and a sync client for checking raw documents."""
+
+    db: MongoDb | AsyncMongoDb
+    commands: Commands
+    raw: Any  # pymongo Database, for assertions on stored documents
+    flavour: str
+
+    @property
+    def is_async(self) -> bool:
+        return isinstance(self.db, AsyncMongoDb)
+
+
+def make_db(flavour: str, url: str, name: str, commands: Commands) -> MongoDb | AsyncMongoDb:
+    if flavour == "pymongo":
+        return MongoDb(db_client=MongoClient(url, event_listeners=[commands]), db_name=name)
+    if flavour == "pymongo-async":
+        return AsyncMongoDb(db_client=AsyncMongoClient(url, event_listeners=[commands]), db_name=name)
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    return AsyncMongoDb(db_client=AsyncIOMotorClient(url, event_listeners=[commands]), db_name=name)
+
+
+@pytest.fixture(params=FLAVOURS)
+async def store(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> AsyncIterator[Store]:  # noqa: F811
+    commands = Commands()
+    db = make_db(request.param, mongodb_url, db_name, commands)
+    raw_client: MongoClient[Any] = MongoClient(mongodb_url)
+    yield Store(db=db, commands=commands, raw=raw_client[db_name], flavour=request.param)
+    raw_client.close()
+    client = db.db_client
+    closed = client.close()
+    if inspect.isawaitable(closed):
+        await closed

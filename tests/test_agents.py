@@ -1,0 +1,120 @@
+"""Real agno Agents, Teams and Workflows on agno-mongo, sync and async, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from agno.agent import Agent
+from agno.team import Team
+from agno.workflow import Step, Workflow
+from pymongo import MongoClient
+
+from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo.testing import OfflineStandInModel
+from agno_mongo.testing.openai_server import LocalOpenAIServer
+from tests.conftest import Commands, Store, call
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ["What was my last question?", "What is the capital of France?", "What was my last question?"]
+
+
+def make_agent(db: Any, model: Any = None, session_id: str = "fixed") -> Agent:
+    return Agent(model=model or OfflineStandInModel(), db=db, session_id=session_id,
+                 add_history_to_context=True, num_history_runs=3)
+
+
+async def test_agent_history_survives_a_new_agent_instance(store: Store) -> None:
+    agent = make_agent(store.db)
+    first = await call(agent.arun(QUESTIONS[0]) if store.is_async else agent.run(QUESTIONS[0]))
+    assert "first question" in first.content
+    await call(agent.arun(QUESTIONS[1]) if store.is_async else agent.run(QUESTIONS[1]))
+
+    fresh = make_agent(store.db)  # a new process would build exactly this
+    store.commands.clear()
+    answer = await call(fresh.arun(QUESTIONS[2]) if store.is_async else fresh.run(QUESTIONS[2]))
+    assert answer.content == "Your last question was: What is the capital of France?"
+    assert len(store.commands.names) <= 3, store.commands.names
+
+    stored = store.raw.agno_sessions.find_one({"_id": "fixed"})
+    assert len(stored["runs"]) == 3 and stored["session_type"] == "agent"
+
+
+def test_steady_state_agent_run_costs_three_commands(mongodb_url: str, db_name: str) -> None:
+    commands = Commands()
+    client: MongoClient[Any] = MongoClient(mongodb_url, event_listeners=[commands])
+    agent = make_agent(MongoDb(db_client=client, db_name=db_name))
+    agent.run(QUESTIONS[0])
+    assert commands.names.count("createIndexes") == 1
+    for question in QUESTIONS[1:]:
+        commands.clear()
+        agent.run(question)
+        assert commands.names == ["find", "findAndModify", "update"]
+    client.close()
+
+
+def test_async_db_url_survives_several_event_loops(mongodb_url: str, db_name: str) -> None:
+    db = AsyncMongoDb(db_url=mongodb_url, db_name=db_name)
+
+    async def turn(question: str) -> str:
+        return str((await make_agent(db).arun(question)).content)
+
+    for question in QUESTIONS[:2]:
+        asyncio.run(turn(question))
+    assert asyncio.run(turn(QUESTIONS[2])) == "Your last question was: What is the capital of France?"
+
+
+async def test_team_runs_on_agno_mongo(store: Store) -> None:
+    member = Agent(name="helper", model=OfflineStandInModel())
+    team = Team(name="crew", members=[member], model=OfflineStandInModel(), db=store.db, session_id="team-session",
+                add_history_to_context=True)
+    await call(team.arun("hello team") if store.is_async else team.run("hello team"))
+    await call(team.arun("again") if store.is_async else team.run("again"))
+    stored = store.raw.agno_sessions.find_one({"_id": "team-session"})
+    assert stored["session_type"] == "team" and len([r for r in stored["runs"] if r.get("team_id")]) == 2
+    session = await call(store.db.get_session("team-session", user_id=None))
+    assert session.team_id == team.id
+
+
+async def test_workflow_runs_on_agno_mongo(store: Store) -> None:
+    step = Step(name="answer", agent=Agent(name="writer", model=OfflineStandInModel()))
+    workflow = Workflow(name="flow", steps=[step], db=store.db, session_id="wf-session")
+    await call(workflow.arun("go") if store.is_async else workflow.run("go"))
+    stored = store.raw.agno_sessions.find_one({"_id": "wf-session"})
+    assert stored["session_type"] == "workflow" and len(stored["runs"]) == 1
+    assert stored["runs"][0]["workflow_id"] == workflow.id
+
+
+def test_openai_chat_through_a_local_compatible_server(mongodb_url: str, db_name: str) -> None:
+    from agno.models.openai import OpenAIChat
+
+    with LocalOpenAIServer() as server:
+        model = OpenAIChat(id="gpt-4o-mini", base_url=server.base_url, api_key="test-key")
+        db = MongoDb(db_url=mongodb_url, db_name=db_name)
+        make_agent(db, model).run(QUESTIONS[1])
+        answer = make_agent(MongoDb(db_url=mongodb_url, db_name=db_name), model).run(QUESTIONS[2])
+        assert answer.content == "Your last question was: What is the capital of France?"
+        # The history sent to the model came from MongoDB.
+        sent = [m["content"] for m in server.requests[-1]["messages"] if m["role"] == "user"]
+        assert sent == [QUESTIONS[1], QUESTIONS[2]]
+
+
+def test_example_history_survives_a_process_restart(mongodb_url: str, db_name: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MONGODB_URL": mongodb_url, "AGNO_MONGO_DB": db_name}
+    env.pop("OPENAI_API_KEY", None)
+    outputs = []
+    for script in ("storage.py", "storage_async.py"):
+        for _ in range(2):
+            done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout)
+    assert "first question" in outputs[0]
+    # The second process answers the first question from what the first process stored.
+    second_run_first_answer = outputs[1].split("agent> ")[1]
+    assert second_run_first_answer.startswith("Your last question was: What was my last question?")
+    assert "Your last question was" in outputs[2].split("agent> ")[1]
