@@ -25,6 +25,7 @@ from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
+from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET
 from agno_mongo.pending import PendingAsync, PendingSync
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
@@ -51,6 +52,7 @@ def _collection_names(db: BaseDb | AsyncBaseDb) -> dict[str, str]:
         "spans": db.span_table_name,
         "learnings": db.learnings_table_name,
         "versions": db.versions_table_name,
+        "overflow": f"{db.session_table_name}_overflow",
     }
 
 
@@ -86,6 +88,15 @@ def _table_kwargs(
     return names
 
 
+def _check_budget(max_runs_bytes: object) -> int:
+    """The runs budget must leave the session document under MongoDB's 16 MiB."""
+    if isinstance(max_runs_bytes, bool) or not isinstance(max_runs_bytes, int):
+        raise InvalidInputError("max_runs_bytes", "must be an integer")
+    if not 1024 <= max_runs_bytes <= DEFAULT_RUNS_BUDGET:
+        raise InvalidInputError("max_runs_bytes", f"must be between 1024 and {DEFAULT_RUNS_BUDGET}")
+    return max_runs_bytes
+
+
 def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     """The same id agno's MongoDb derives, so configs that reference it keep working."""
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
@@ -116,13 +127,24 @@ class MongoDb(PendingSync, BaseDb):
         schedule_runs_collection: str | None = None,
         learnings_collection: str | None = None,
         id: str | None = None,
+        max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
     ) -> None:
         if db_client is None and db_url is None:
             raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
         self.db_name: str = db_name or "agno"
-        tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
-                               eval_collection, knowledge_collection, traces_collection, spans_collection,
-                               learnings_collection, schedules_collection, schedule_runs_collection)
+        tables = _table_kwargs(
+            session_collection,
+            runs_collection,
+            memory_collection,
+            metrics_collection,
+            eval_collection,
+            knowledge_collection,
+            traces_collection,
+            spans_collection,
+            learnings_collection,
+            schedules_collection,
+            schedule_runs_collection,
+        )
         super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
         self.db_url = db_url
         self._owns_client = db_client is None
@@ -130,6 +152,7 @@ class MongoDb(PendingSync, BaseDb):
         self._server_key = db_url or f"client-{builtins.id(self.db_client)}"
         self._names = _collection_names(self)
         self._run_hints = RunHints()
+        self.max_runs_bytes = _check_budget(max_runs_bytes)
 
     @property
     def database(self) -> Any:
@@ -215,13 +238,24 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
         schedules_collection: str | None = None,
         schedule_runs_collection: str | None = None,
         id: str | None = None,
+        max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
     ) -> None:
         if db_client is None and db_url is None:
             raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
         self.db_name: str = db_name or "agno"
-        tables = _table_kwargs(session_collection, runs_collection, memory_collection, metrics_collection,
-                               eval_collection, knowledge_collection, traces_collection, spans_collection,
-                               learnings_collection, schedules_collection, schedule_runs_collection)
+        tables = _table_kwargs(
+            session_collection,
+            runs_collection,
+            memory_collection,
+            metrics_collection,
+            eval_collection,
+            knowledge_collection,
+            traces_collection,
+            spans_collection,
+            learnings_collection,
+            schedules_collection,
+            schedule_runs_collection,
+        )
         super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
         self.db_url = db_url
         self.db_client = db_client
@@ -231,6 +265,7 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
         )
         self._names = _collection_names(self)
         self._run_hints = RunHints()
+        self.max_runs_bytes = _check_budget(max_runs_bytes)
 
     async def _client(self) -> Any:
         """The client for the running loop: the user's, or one of ours created for this loop."""

@@ -24,8 +24,13 @@ QUESTIONS = ["What was my last question?", "What is the capital of France?", "Wh
 
 
 def make_agent(db: Any, model: Any = None, session_id: str = "fixed") -> Agent:
-    return Agent(model=model or OfflineStandInModel(), db=db, session_id=session_id,
-                 add_history_to_context=True, num_history_runs=3)
+    return Agent(
+        model=model or OfflineStandInModel(),
+        db=db,
+        session_id=session_id,
+        add_history_to_context=True,
+        num_history_runs=3,
+    )
 
 
 async def test_agent_history_survives_a_new_agent_instance(store: Store) -> None:
@@ -70,8 +75,14 @@ def test_async_db_url_survives_several_event_loops(mongodb_url: str, db_name: st
 
 async def test_team_runs_on_agno_mongo(store: Store) -> None:
     member = Agent(name="helper", model=OfflineStandInModel())
-    team = Team(name="crew", members=[member], model=OfflineStandInModel(), db=store.db, session_id="team-session",
-                add_history_to_context=True)
+    team = Team(
+        name="crew",
+        members=[member],
+        model=OfflineStandInModel(),
+        db=store.db,
+        session_id="team-session",
+        add_history_to_context=True,
+    )
     await call(team.arun("hello team") if store.is_async else team.run("hello team"))
     await call(team.arun("again") if store.is_async else team.run("again"))
     stored = store.raw.agno_sessions.find_one({"_id": "team-session"})
@@ -109,8 +120,14 @@ def test_example_history_survives_a_process_restart(mongodb_url: str, db_name: s
     outputs = []
     for script in ("storage.py", "storage_async.py"):
         for _ in range(2):
-            done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], env=env, cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "examples" / script)],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stderr
             outputs.append(done.stdout)
     assert "first question" in outputs[0]

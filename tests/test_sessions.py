@@ -123,8 +123,13 @@ async def test_runs_limit_returns_latest_context_runs_in_order(store: Store) -> 
 
 async def test_get_sessions_filters_sorts_pages_and_counts(store: Store) -> None:
     for i in range(5):
-        session = agent_session(f"a{i}", user_id="alice" if i % 2 == 0 else "bob", agent_id=f"agent-{i % 2}",
-                                created_at=1_000 + i, session_data={"session_name": f"Chat number {i}"})
+        session = agent_session(
+            f"a{i}",
+            user_id="alice" if i % 2 == 0 else "bob",
+            agent_id=f"agent-{i % 2}",
+            created_at=1_000 + i,
+            session_data={"session_name": f"Chat number {i}"},
+        )
         await call(store.db.upsert_session(session))
     await call(store.db.upsert_session(TeamSession(session_id="t0", team_id="team-1", created_at=2_000)))
 
@@ -141,11 +146,15 @@ async def test_get_sessions_filters_sorts_pages_and_counts(store: Store) -> None
     window = await call(store.db.get_sessions(start_timestamp=1_001, end_timestamp=1_003, sort_order="asc"))
     assert [s.session_id for s in window] == ["a1", "a2", "a3"]
 
-    page, total = await call(store.db.get_sessions(session_type=SessionType.AGENT, limit=2, page=2,
-                                                   sort_by="created_at", sort_order="desc", deserialize=False))
+    page, total = await call(
+        store.db.get_sessions(
+            session_type=SessionType.AGENT, limit=2, page=2, sort_by="created_at", sort_order="desc", deserialize=False
+        )
+    )
     assert [s["session_id"] for s in page] == ["a2", "a1"] and total == 5
-    last, total = await call(store.db.get_sessions(session_type=SessionType.AGENT, limit=2, page=3,
-                                                   sort_order="desc", deserialize=False))
+    last, total = await call(
+        store.db.get_sessions(session_type=SessionType.AGENT, limit=2, page=3, sort_order="desc", deserialize=False)
+    )
     assert [s["session_id"] for s in last] == ["a0"] and total == 5
     beyond, total = await call(store.db.get_sessions(limit=2, page=9, deserialize=False))
     assert beyond == [] and total == 6
@@ -200,8 +209,9 @@ async def test_runs_api(store: Store) -> None:
     assert [r.run_id for r in await call(store.db.get_runs(user_id="bob"))] == ["r3"]
     assert [r.run_id for r in await call(store.db.get_runs(agent_id="agent-2"))] == ["r3"]
     assert [r.run_id for r in await call(store.db.get_runs(status=RunStatus.error))] == ["r2"]
-    rows, total = await call(store.db.get_runs(sort_by="created_at", sort_order="desc", limit=2, page=1,
-                                               deserialize=False))
+    rows, total = await call(
+        store.db.get_runs(sort_by="created_at", sort_order="desc", limit=2, page=1, deserialize=False)
+    )
     assert [r["run_id"] for r in rows] == ["r2", "r3"] and total == 3
     assert [r["run_index"] for r in rows] == [1, 0]
 
@@ -217,8 +227,9 @@ async def test_cancel_pending_run_is_conditional(store: Store) -> None:
     await call(store.db.upsert_run(run("done", "s1", status=RunStatus.completed), "s1", "alice"))
 
     assert not await call(store.db.cancel_pending_run("p1", session_id="s1", reason="x", user_id="bob"))
-    assert not await call(store.db.cancel_pending_run("p1", session_id="s1", reason="x", expected_status="RUNNING",
-                                                      user_id="alice"))
+    assert not await call(
+        store.db.cancel_pending_run("p1", session_id="s1", reason="x", expected_status="RUNNING", user_id="alice")
+    )
     assert await call(store.db.cancel_pending_run("p1", session_id="s1", reason="worker died", user_id="alice"))
     assert not await call(store.db.cancel_pending_run("p1", session_id="s1", reason="again", user_id="alice"))
     assert not await call(store.db.cancel_pending_run("done", session_id="s1", reason="x", user_id="alice"))
@@ -277,8 +288,12 @@ async def test_other_users_cannot_touch_a_session(store: Store) -> None:
 
     assert await call(store.db.upsert_session(agent_session("secret", user_id="bob", metadata={"x": 1}))) is None
     assert await call(store.db.upsert_session(agent_session("secret", user_id=None))) is None
-    assert await call(store.db.upsert_sessions([agent_session("secret", user_id="bob"),
-                                                agent_session("bobs", user_id="bob")])) != []
+    assert (
+        await call(
+            store.db.upsert_sessions([agent_session("secret", user_id="bob"), agent_session("bobs", user_id="bob")])
+        )
+        != []
+    )
     with pytest.raises(SessionOwnershipError):
         await call(store.db.upsert_run(run("evil", "secret"), "secret", "bob"))
     with pytest.raises(SessionOwnershipError):
@@ -319,8 +334,11 @@ async def test_other_users_cannot_touch_a_session(store: Store) -> None:
         ("upsert_run", {"run": {"run_id": "r9"}, "session_id": {"$ne": None}}, "session_id"),
         ("upsert_run", {"run": {"run_id": "r9"}, "session_id": "s1", "user_id": {"$ne": None}}, "user_id"),
         ("upsert_session", {"session": {"session_id": "s1"}}, "session"),
-        ("reassign_session_owner", {"session_id": "s1", "previous_user_id": {"$ne": None}, "user_id": "x"},
-         "previous_user_id"),
+        (
+            "reassign_session_owner",
+            {"session_id": "s1", "previous_user_id": {"$ne": None}, "user_id": "x"},
+            "previous_user_id",
+        ),
         ("cancel_pending_run", {"run_id": {"$ne": None}, "session_id": "s1", "reason": "x"}, "run_id"),
     ],
 )

@@ -15,8 +15,18 @@ from agno.run.base import RunStatus
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.schema.session import check_id, check_optional_id
 
-__all__ = ["check_id", "check_ids", "check_int", "check_optional_id", "check_page", "check_session_type",
-           "check_sort", "check_status", "check_str", "now"]
+__all__ = [
+    "check_id",
+    "check_ids",
+    "check_int",
+    "check_optional_id",
+    "check_page",
+    "check_session_type",
+    "check_sort",
+    "check_status",
+    "check_str",
+    "now",
+]
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _SORT_ALIASES = {"session_name": "session_data.session_name"}
@@ -81,8 +91,6 @@ def check_page(limit: object, page: object) -> tuple[int | None, int]:
         checked_limit = None
     skip = (checked_page - 1) * checked_limit if checked_page and checked_limit else 0
     return checked_limit, skip
-
-
 
 
 def check_str(name: str, value: object) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import bson
 from agno.db.base import SessionType
 from agno.db.utils import deserialize_run, deserialize_session, get_run_type
 from agno.run.base import RunStatus
@@ -27,12 +28,22 @@ from agno_mongo.contract.checks import (
     now,
 )
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
 
-SESSION_SORT_FIELDS = {"created_at", "updated_at", "session_id", "user_id", "session_type", "agent_id", "team_id",
-                       "workflow_id", "session_data.session_name"}
+SESSION_SORT_FIELDS = {
+    "created_at",
+    "updated_at",
+    "session_id",
+    "user_id",
+    "session_type",
+    "agent_id",
+    "team_id",
+    "workflow_id",
+    "session_data.session_name",
+}
 
 
 def session_out(document: dict[str, Any], session_type: str | None, deserialize: bool | None) -> Any:
@@ -62,6 +73,16 @@ def run_row(session_id: str, user_id: str | None, run: dict[str, Any], run_index
     }
 
 
+def check_fields_size(fields: SessionFields, name: str) -> SessionFields:
+    """Refuse session fields that would crowd out the runs in a 16 MiB document."""
+    size = len(bson.encode(fields.stored_fields()))
+    if size > ops.MAX_FIELDS_BYTES:
+        raise InvalidInputError(
+            name, f"session fields take {size} bytes; at most {ops.MAX_FIELDS_BYTES} fit beside runs"
+        )
+    return fields
+
+
 class RunHints:
     """Which run ids this instance wrote recently, so re-saving a run tries ``$set`` first.
 
@@ -89,6 +110,8 @@ class SessionContract:
     """The session and run half of agno's ``BaseDb`` contract, as plans."""
 
     _run_hints: RunHints
+    _names: dict[str, str]
+    max_runs_bytes: int
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -97,7 +120,7 @@ class SessionContract:
 
         Runs are not written here: agno saves each run with ``upsert_run``.
         """
-        fields = SessionFields.from_session(session)
+        fields = check_fields_size(SessionFields.from_session(session), "session")
         document = yield from ops.upsert_session_plan(fields, now())
         if document is None:
             return None
@@ -110,7 +133,11 @@ class SessionContract:
         """Upsert many sessions in one bulk command; those owned by other users are left out."""
         if not isinstance(sessions, list | tuple):
             raise InvalidInputError("sessions", f"must be a list, got {type(sessions).__name__}")
-        items = [SessionFields.from_session(s, name=f"sessions[{i}]") for i, s in enumerate(sessions) if s is not None]
+        items = [
+            check_fields_size(SessionFields.from_session(s, name=f"sessions[{i}]"), f"sessions[{i}]")
+            for i, s in enumerate(sessions)
+            if s is not None
+        ]
         documents = yield from ops.upsert_sessions_plan(items, now(), preserve_updated_at=preserve_updated_at)
         runs_by_id = {s.session_id: s.runs for s in sessions if s is not None}
         out = []
@@ -192,15 +219,15 @@ class SessionContract:
         """Delete one session with its runs, atomically (they are one document)."""
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
-        result = yield ops.delete_sessions([session_id], user_id)
-        return bool(result.deleted_count)
+        deleted = yield from ops.delete_sessions([session_id], user_id)
+        return bool(deleted)
 
     def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> Plan[None]:
         """Delete many sessions (only the caller's when ``user_id`` is given)."""
         ids = check_ids("session_ids", session_ids)
         check_optional_id("user_id", user_id)
         if ids:
-            yield ops.delete_sessions(ids, user_id)
+            yield from ops.delete_sessions(ids, user_id)
         return None
 
     def reassign_session_owner(self, session_id: str, *, previous_user_id: str, user_id: str | None) -> Plan[bool]:
@@ -208,8 +235,8 @@ class SessionContract:
         check_id("session_id", session_id)
         check_id("previous_user_id", previous_user_id)
         check_optional_id("user_id", user_id)
-        result = yield ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
-        return bool(result.matched_count)
+        changed = yield from ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
+        return changed
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -226,8 +253,14 @@ class SessionContract:
         check_int("run_index", run_index, minimum=0)
         data = run_to_dict(run)
         key = (session_id, data["run_id"])
-        yield from ops.upsert_run_plan(
-            session_id, user_id, data, get_run_type(run), now(), likely_exists=key in self._run_hints
+        yield from run_ops.upsert_run_plan(
+            session_id,
+            user_id,
+            data,
+            get_run_type(run),
+            now(),
+            budget=self.max_runs_bytes,
+            likely_exists=key in self._run_hints,
         )
         self._run_hints.add(key)
         return None
@@ -235,7 +268,7 @@ class SessionContract:
     def get_run(self, run_id: str, deserialize: bool | None = True) -> Plan[Any]:
         """One run by id, from whichever session holds it."""
         check_id("run_id", run_id)
-        document = yield ops.get_run(run_id)
+        document = yield from run_ops.get_run(run_id)
         if not document or not document.get("runs"):
             return None
         run = document["runs"][0]
@@ -266,17 +299,27 @@ class SessionContract:
                 run_filter[name] = value
         if status is not None:
             run_filter["status"] = check_status(status)
-        field, direction = check_sort(sort_by, sort_order, ops.RUN_SORT_FIELDS)
+        field, direction = check_sort(sort_by, sort_order, run_ops.RUN_SORT_FIELDS)
         if field is None:
-            sort = [("run_index", 1)] if session_id else [("runs.created_at", 1), ("_id", 1), ("run_index", 1)]
+            sort = (
+                [("_seq", 1), ("run_index", 1)]
+                if session_id
+                else [("runs.created_at", 1), ("_id", 1), ("_seq", 1), ("run_index", 1)]
+            )
         else:
             key = "run_index" if field == "run_index" else f"runs.{field}"
-            sort = [(key, direction), ("_id", direction), ("run_index", direction)]
+            sort = [(key, direction), ("_id", direction), ("_seq", direction), ("run_index", direction)]
         page_limit, skip = check_page(limit, page)
-        pipeline = ops.runs_pipeline(
-            session_id=session_id, user_id=user_id, run_filter=run_filter, sort=sort, skip=skip, limit=page_limit
+        pipeline = run_ops.runs_pipeline(
+            overflow_collection=self._names["overflow"],
+            session_id=session_id,
+            user_id=user_id,
+            run_filter=run_filter,
+            sort=sort,
+            skip=skip,
+            limit=page_limit,
         )
-        rows, total = yield from ops.runs_plan(pipeline, skip, page_limit, count=not deserialize)
+        rows, total = yield from run_ops.runs_plan(pipeline, skip, page_limit, count=not deserialize)
         if deserialize:
             return [deserialize_run(None, row["run_data"]) for row in rows]
         return [run_row(r["session_id"], r.get("user_id"), r["run_data"], r.get("run_index")) for r in rows], total
@@ -284,14 +327,14 @@ class SessionContract:
     def delete_run(self, run_id: str) -> Plan[bool]:
         """Remove one run from its session."""
         check_id("run_id", run_id)
-        result = yield ops.delete_runs([run_id], now())
-        return bool(result.modified_count)
+        deleted = yield from run_ops.delete_runs([run_id], now())
+        return bool(deleted)
 
     def delete_runs(self, run_ids: list[str]) -> Plan[None]:
         """Remove runs from whichever sessions hold them."""
         ids = check_ids("run_ids", run_ids)
         if ids:
-            yield ops.delete_runs(ids, now())
+            yield from run_ops.delete_runs(ids, now())
         return None
 
     def cancel_pending_run(
@@ -310,7 +353,7 @@ class SessionContract:
         check_str("reason", reason)
         if expected_status not in {"PENDING", "RUNNING"}:
             raise InvalidInputError("expected_status", "only PENDING or RUNNING runs can be cancelled")
-        changed = yield from ops.cancel_pending_run_plan(session_id, run_id, user_id, reason, expected_status, now())
+        changed = yield from run_ops.cancel_pending_run_plan(
+            session_id, run_id, user_id, reason, expected_status, now()
+        )
         return changed
-
-

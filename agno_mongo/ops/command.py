@@ -26,6 +26,7 @@ Op = Literal[
     "insert_many",
     "replace_one",
     "distinct",
+    "find_one_and_delete",
 ]
 
 T = TypeVar("T")

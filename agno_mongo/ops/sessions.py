@@ -18,11 +18,20 @@ from agno.db.utils import HISTORY_SKIP_STATUSES
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.errors import SessionOwnershipError
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
 
 SESSIONS = "sessions"
+OVERFLOW = "overflow"
+"""Role of the collection that holds a long session's oldest runs (see :mod:`agno_mongo.ops.runs`)."""
+
+DEFAULT_RUNS_BUDGET = 12 * 1024 * 1024
+"""Bytes of runs one session document may hold before the oldest move to overflow documents.
+
+MongoDB refuses documents over 16 MiB; the rest is room for the session's own fields (``SessionFields``
+are refused above ``MAX_FIELDS_BYTES``) and for BSON overhead.
+"""
+MAX_FIELDS_BYTES = 3 * 1024 * 1024
 
 ACTIVE_RUN_STATUSES = ["PENDING", "RUNNING", "PAUSED"]
 """A session with a run in one of these states is not idle and cannot change owner."""
@@ -36,6 +45,11 @@ SESSION_INDEXES = [
     IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)], name="agent_created"),
     IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING)], name="team_created"),
     IndexModel([("workflow_id", ASCENDING), ("created_at", DESCENDING)], name="workflow_created"),
+]
+
+OVERFLOW_INDEXES = [
+    IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], name="session_seq"),
+    IndexModel([("runs.run_id", ASCENDING)], name="runs_run_id"),
 ]
 
 # A run belongs in the agent's context when it is top-level and not cancelled/errored: the same
@@ -146,16 +160,58 @@ def upsert_sessions_plan(
     return [by_id[session_id] for session_id in dict.fromkeys(accepted) if session_id in by_id]
 
 
-def get_session(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
-    """One command: ``find`` for the whole session, or ``aggregate`` trimming runs on the server."""
-    match = {"_id": session_id, **scope_filter(user_id)}
-    if runs_limit is None:
-        document: dict[str, Any] | None = yield Command(SESSIONS, "find_one", {"filter": match})
-        return document
+def merge_runs(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs from overflow documents (oldest first) then the session's own, each run once.
+
+    A run can sit in two places for a moment if a writer stopped between copying runs out and
+    pulling them from the session; the later copy wins and the first position is kept.
+    """
+    order: dict[str, dict[str, Any]] = {}
+    for run in [*older, *newer]:
+        order[run.get("run_id", "")] = run
+    return list(order.values())
+
+
+def overflow_runs(session_id: str) -> Plan[list[dict[str, Any]]]:
+    """All runs moved out of a session, oldest first (only read when the session has overflowed)."""
     documents: list[dict[str, Any]] = yield Command(
-        SESSIONS, "aggregate", {"pipeline": [{"$match": match}, {"$set": {"runs": recent_runs(runs_limit)}}]}
+        OVERFLOW, "find", {"filter": {"session_id": session_id}, "sort": [("seq", ASCENDING)]}
     )
-    return documents[0] if documents else None
+    return [run for document in documents for run in document.get("runs", [])]
+
+
+def get_session(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
+    """One command: ``find`` for the whole session, or ``aggregate`` trimming runs on the server.
+
+    A session whose oldest runs overflowed costs one more command for a full read, and for a
+    ``runs_limit`` read only when its own document holds fewer than ``runs_limit`` context runs.
+    """
+    match = {"_id": session_id, **scope_filter(user_id)}
+    document: dict[str, Any] | None
+    if runs_limit is None:
+        document = yield Command(SESSIONS, "find_one", {"filter": match})
+    else:
+        documents: list[dict[str, Any]] = yield Command(
+            SESSIONS, "aggregate", {"pipeline": [{"$match": match}, {"$set": {"runs": recent_runs(runs_limit)}}]}
+        )
+        document = documents[0] if documents else None
+    if document is None or not document.get("overflow"):
+        return document
+    if runs_limit is not None and len(document.get("runs") or []) >= runs_limit:
+        return document
+    older = yield from overflow_runs(session_id)
+    if runs_limit is None:
+        document["runs"] = merge_runs(older, document.get("runs") or [])
+        return document
+    whole: dict[str, Any] = yield Command(SESSIONS, "find_one", {"filter": match, "projection": {"runs": True}})
+    context = [run for run in merge_runs(older, (whole or {}).get("runs") or []) if is_context_run(run)]
+    document["runs"] = context[-runs_limit:] if runs_limit else []
+    return document
+
+
+def is_context_run(run: dict[str, Any]) -> bool:
+    """Python twin of the server-side context filter, for the rare overflowed read."""
+    return run.get("parent_run_id") is None and run.get("status") not in HISTORY_SKIP_STATUSES
 
 
 def session_list_filter(
@@ -235,188 +291,46 @@ def rename_session(
     )
 
 
-def delete_sessions(session_ids: list[str], user_id: str | None) -> Command:
-    """Delete sessions, and their runs with them (they live inside the document)."""
+def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[int]:
+    """Delete sessions with their runs; returns how many sessions went.
+
+    One command when a single session never overflowed (``findAndModify`` tells); otherwise the
+    overflow documents of the deleted sessions go in a second command.
+    """
     if len(session_ids) == 1:
-        return Command(SESSIONS, "delete_one", {"filter": {"_id": session_ids[0], **scope_filter(user_id)}})
-    return Command(SESSIONS, "delete_many", {"filter": {"_id": {"$in": session_ids}, **scope_filter(user_id)}})
+        gone: dict[str, Any] | None = yield Command(
+            SESSIONS,
+            "find_one_and_delete",
+            {"filter": {"_id": session_ids[0], **scope_filter(user_id)}, "projection": {"overflow": True}},
+        )
+        if gone is None:
+            return 0
+        if gone.get("overflow"):
+            yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": session_ids[0]}})
+        return 1
+    result = yield Command(SESSIONS, "delete_many", {"filter": {"_id": {"$in": session_ids}, **scope_filter(user_id)}})
+    if user_id is None:
+        yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": session_ids}}})
+    else:
+        yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": session_ids}, "user_id": user_id}})
+    return int(result.deleted_count)
 
 
-def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Command:
+def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
     """Change the owner only if it is still ``previous_user_id`` and no run is in flight."""
-    return Command(
+    changed: dict[str, Any] | None = yield Command(
         SESSIONS,
-        "update_one",
+        "find_one_and_update",
         {
             "filter": {"_id": session_id, "user_id": previous_user_id, "runs.status": {"$nin": ACTIVE_RUN_STATUSES}},
             "update": {"$set": {"user_id": user_id, "updated_at": now}},
+            "projection": {"overflow": True},
         },
     )
-
-
-# --- runs (embedded in the session document) ------------------------------------------------
-
-
-def set_run(session_id: str, user_id: str | None, run: dict[str, Any], now: int) -> Command:
-    """Replace one existing run in place: positional ``$set`` of ``runs.$``."""
-    return Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": run["run_id"]},
-            "update": {"$set": {"runs.$": run, "updated_at": now}},
-        },
-    )
-
-
-def push_run(session_id: str, user_id: str | None, run: dict[str, Any], run_type: str, now: int) -> Command:
-    """Append a new run, creating the session if needed; a retry of the same run matches nothing."""
-    on_insert: dict[str, Any] = {
-        "session_id": session_id,
-        "session_type": run_type,
-        "user_id": user_id,
-        "created_at": now,
-        "schema_version": SCHEMA_VERSION,
-    }
-    component_id = run.get(f"{run_type}_id")
-    if component_id is not None:
-        on_insert[f"{run_type}_id"] = component_id
-    return Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": {"$ne": run["run_id"]}},
-            "update": {"$push": {"runs": run}, "$set": {"updated_at": now}, "$setOnInsert": on_insert},
-            "upsert": True,
-        },
-    )
-
-
-def upsert_run_plan(
-    session_id: str, user_id: str | None, run: dict[str, Any], run_type: str, now: int, *, likely_exists: bool
-) -> Plan[bool]:
-    """Insert or replace one run; returns True if it was new.
-
-    One command in the common case: ``$push`` for a run this process has not written before,
-    positional ``$set`` for one it has. A wrong guess costs one more command, never a duplicate.
-    A duplicate key on the push means the run is already there, or the session is someone else's;
-    the positional ``$set`` that follows tells which.
-    """
-    replace = set_run(session_id, user_id, run, now)
-    if likely_exists:
-        result = yield replace
-        if result.matched_count:
-            return False
-    try:
-        yield push_run(session_id, user_id, run, run_type, now)
-        return True
-    except DuplicateKeyError:
-        pass
-    result = yield replace
-    if result.matched_count:
+    if changed is None:
         return False
-    raise SessionOwnershipError(session_id, user_id)
-
-
-def get_run(run_id: str) -> Command:
-    """The session holding the run, with only that run projected."""
-    return Command(
-        SESSIONS,
-        "find_one",
-        {
-            "filter": {"runs.run_id": run_id},
-            "projection": {"runs": {"$elemMatch": {"run_id": run_id}}, "user_id": True, "session_type": True},
-        },
-    )
-
-
-def delete_runs(run_ids: list[str], now: int) -> Command:
-    """``$pull`` the runs from whichever sessions hold them."""
-    selector: Any = run_ids[0] if len(run_ids) == 1 else {"$in": run_ids}
-    return Command(
-        SESSIONS,
-        "update_one" if len(run_ids) == 1 else "update_many",
-        {
-            "filter": {"runs.run_id": selector},
-            "update": {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now}},
-        },
-    )
-
-
-RUN_SORT_FIELDS = {"created_at", "updated_at", "status", "run_id", "agent_id", "team_id", "workflow_id", "run_index"}
-
-
-def runs_pipeline(
-    *,
-    session_id: str | None,
-    user_id: str | None,
-    run_filter: dict[str, Any],
-    sort: list[tuple[str, int]],
-    skip: int,
-    limit: int | None,
-) -> list[dict[str, Any]]:
-    """Runs across sessions as rows: match sessions, unwind runs, match runs, sort, page."""
-    session_match: dict[str, Any] = {**scope_filter(user_id)}
-    if session_id is not None:
-        session_match["_id"] = session_id
-    if run_filter:
-        session_match["runs"] = {"$elemMatch": run_filter}
-    pipeline: list[dict[str, Any]] = [
-        {"$match": session_match},
-        {"$unwind": {"path": "$runs", "includeArrayIndex": "run_index"}},
-    ]
-    if run_filter:
-        pipeline.append({"$match": {f"runs.{key}": value for key, value in run_filter.items()}})
-    pipeline.append({"$sort": dict(sort)})
-    if skip:
-        pipeline.append({"$skip": skip})
-    if limit is not None:
-        pipeline.append({"$limit": limit})
-    pipeline.append(
-        {"$project": {"_id": 0, "session_id": "$_id", "user_id": 1, "run_index": 1, "run_data": "$runs"}}
-    )
-    return pipeline
-
-
-def runs_plan(
-    pipeline: list[dict[str, Any]], skip: int, limit: int | None, *, count: bool
-) -> Plan[tuple[list[dict[str, Any]], int | None]]:
-    """Run the rows pipeline; count the matches only when the page does not already tell."""
-    rows: list[dict[str, Any]] = yield Command(SESSIONS, "aggregate", {"pipeline": pipeline})
-    if not count:
-        return rows, None
-    if limit is None or (len(rows) < limit and (rows or skip == 0)):
-        return rows, skip + len(rows)
-    head = [stage for stage in pipeline if not {"$sort", "$skip", "$limit", "$project"} & stage.keys()]
-    counted: list[dict[str, Any]] = yield Command(SESSIONS, "aggregate", {"pipeline": [*head, {"$count": "n"}]})
-    return rows, counted[0]["n"] if counted else 0
-
-
-def cancel_pending_run_plan(
-    session_id: str, run_id: str, user_id: str | None, reason: str, expected_status: str, now: int
-) -> Plan[bool]:
-    """Cancel a run only while it is still ``expected_status``: conditional, atomic updates.
-
-    The reason becomes the run's content when the run has none yet; otherwise only the status changes.
-    """
-    base = {"_id": session_id, **owner_filter(user_id)}
-    empty_content = {"run_id": run_id, "status": expected_status, "content": {"$in": [None, ""]}}
-    result = yield Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {**base, "runs": {"$elemMatch": empty_content}},
-            "update": {"$set": {"runs.$.status": "CANCELLED", "runs.$.content": reason, "updated_at": now}},
-        },
-    )
-    if result.modified_count:
-        return True
-    result = yield Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {**base, "runs": {"$elemMatch": {"run_id": run_id, "status": expected_status}}},
-            "update": {"$set": {"runs.$.status": "CANCELLED", "updated_at": now}},
-        },
-    )
-    return bool(result.modified_count)
+    if changed.get("overflow"):
+        yield Command(
+            OVERFLOW, "update_many", {"filter": {"session_id": session_id}, "update": {"$set": {"user_id": user_id}}}
+        )
+    return True
