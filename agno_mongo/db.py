@@ -25,7 +25,7 @@ from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
-from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET
+from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET, ttl_index
 from agno_mongo.pending import PendingAsync, PendingSync
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
@@ -33,8 +33,8 @@ CURRENT_AGNO_SCHEMA = "3.0.0"
 """What ``get_latest_schema_version`` reports for unstamped tables: our documents are already in
 the current layout, so agno's MigrationManager has nothing to migrate."""
 
-_INDEXED: set[tuple[str, str, str]] = set()
-"""(server, database, collection) whose indexes this process has created: once per process."""
+_INDEXED: set[tuple[str, str, str, int | None]] = set()
+"""(server, database, collection, ttl) whose indexes this process has created: once per process."""
 
 _B = drivers.blocking
 _A = drivers.awaiting
@@ -97,6 +97,21 @@ def _check_budget(max_runs_bytes: object) -> int:
     return max_runs_bytes
 
 
+def _check_ttl(seconds: object) -> int | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+        raise InvalidInputError("session_ttl_seconds", "must be a positive number of seconds or None")
+    return seconds
+
+
+def _indexes(db: MongoDb | AsyncMongoDb, role: str) -> list[Any]:
+    """The indexes a collection role needs on this instance: the static set, plus the TTL index."""
+    if role == "sessions" and db.session_ttl_seconds is not None:
+        return [*INDEXES[role], ttl_index(db.session_ttl_seconds)]
+    return INDEXES[role]
+
+
 def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     """The same id agno's MongoDb derives, so configs that reference it keep working."""
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
@@ -128,6 +143,7 @@ class MongoDb(PendingSync, BaseDb):
         learnings_collection: str | None = None,
         id: str | None = None,
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
+        session_ttl_seconds: int | None = None,
     ) -> None:
         if db_client is None and db_url is None:
             raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
@@ -153,6 +169,7 @@ class MongoDb(PendingSync, BaseDb):
         self._names = _collection_names(self)
         self._run_hints = RunHints()
         self.max_runs_bytes = _check_budget(max_runs_bytes)
+        self.session_ttl_seconds = _check_ttl(session_ttl_seconds)
 
     @property
     def database(self) -> Any:
@@ -162,9 +179,9 @@ class MongoDb(PendingSync, BaseDb):
     def _execute(self, command: Command) -> Any:
         name = self._names[command.collection]
         collection = self.database[name]
-        key = (self._server_key, self.db_name, name)
+        key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
         if key not in _INDEXED and command.collection in INDEXES:
-            drivers.with_retries_sync(lambda: collection.create_indexes(INDEXES[command.collection]))
+            drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
         return drivers.with_retries_sync(lambda: drivers.execute_sync(collection, command))
 
@@ -239,6 +256,7 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
         schedule_runs_collection: str | None = None,
         id: str | None = None,
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
+        session_ttl_seconds: int | None = None,
     ) -> None:
         if db_client is None and db_url is None:
             raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
@@ -266,6 +284,7 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
         self._names = _collection_names(self)
         self._run_hints = RunHints()
         self.max_runs_bytes = _check_budget(max_runs_bytes)
+        self.session_ttl_seconds = _check_ttl(session_ttl_seconds)
 
     async def _client(self) -> Any:
         """The client for the running loop: the user's, or one of ours created for this loop."""
@@ -287,9 +306,9 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
     async def _execute(self, command: Command) -> Any:
         name = self._names[command.collection]
         collection = (await self.database())[name]
-        key = (self._server_key, self.db_name, name)
+        key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
         if key not in _INDEXED and command.collection in INDEXES:
-            await drivers.with_retries_async(lambda: collection.create_indexes(INDEXES[command.collection]))
+            await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
         return await drivers.with_retries_async(lambda: drivers.execute_async(collection, command))
 

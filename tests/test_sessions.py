@@ -378,3 +378,16 @@ async def test_bulk_upsert_is_two_commands_and_preserves_updated_at(store: Store
     assert [s.session_id for s in out] == [f"b{i}" for i in range(20)]
     raw = store.raw.agno_sessions.find_one({"_id": "b3"})
     assert (raw["created_at"], raw["updated_at"]) == (103, 203)
+
+
+async def test_session_ttl_option_creates_a_ttl_index_on_server_time(store: Store) -> None:
+    import datetime
+
+    db = type(store.db)(db_client=store.db.db_client, db_name=store.db.db_name, session_ttl_seconds=3600)
+    await call(db.upsert_session(agent_session("s1")))
+    await call(db.upsert_run(run("r1", "s1"), "s1", "alice"))
+    indexes = {index["name"]: index for index in store.raw.agno_sessions.list_indexes()}
+    assert indexes["ttl_touched_at"]["expireAfterSeconds"] == 3600
+    assert isinstance(store.raw.agno_sessions.find_one({"_id": "s1"})["touched_at"], datetime.datetime)
+    with pytest.raises(InvalidInputError, match="session_ttl_seconds"):
+        type(store.db)(db_client=store.db.db_client, session_ttl_seconds=-5)

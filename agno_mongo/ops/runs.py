@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
 from agno_mongo.ops.command import Command, Op, Plan
-from agno_mongo.ops.sessions import OVERFLOW, SESSIONS, owner_filter, scope_filter
+from agno_mongo.ops.sessions import OVERFLOW, SESSIONS, TOUCHED_AT, owner_filter, scope_filter
 from agno_mongo.schema.session import SCHEMA_VERSION
 
 MAX_ROUNDS = 4
@@ -45,7 +45,11 @@ def set_run(session_id: str, user_id: str | None, run: dict[str, Any], now: int,
         "update_one",
         {
             "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": run["run_id"], **fits(budget, size)},
-            "update": {"$set": {"runs.$": run, "updated_at": now}, "$inc": {"runs_bytes": size}},
+            "update": {
+                "$set": {"runs.$": run, "updated_at": now},
+                "$inc": {"runs_bytes": size},
+                "$currentDate": {TOUCHED_AT: True},
+            },
         },
     )
 
@@ -79,6 +83,7 @@ def push_run(
                 "$set": {"updated_at": now},
                 "$inc": {"runs_bytes": size},
                 "$setOnInsert": on_insert,
+                "$currentDate": {TOUCHED_AT: True},
             },
             "upsert": True,
         },

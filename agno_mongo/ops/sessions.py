@@ -33,6 +33,16 @@ are refused above ``MAX_FIELDS_BYTES``) and for BSON overhead.
 """
 MAX_FIELDS_BYTES = 3 * 1024 * 1024
 
+TOUCHED_AT = "touched_at"
+"""Server time (a BSON date) of the last write to a session, set with ``$currentDate``: what the
+optional TTL index (``session_ttl_seconds``) expires on, since ``updated_at`` is an int for agno."""
+
+
+def ttl_index(seconds: int) -> IndexModel:
+    """Expire sessions ``seconds`` after their last write."""
+    return IndexModel([(TOUCHED_AT, ASCENDING)], name="ttl_touched_at", expireAfterSeconds=seconds)
+
+
 ACTIVE_RUN_STATUSES = ["PENDING", "RUNNING", "PAUSED"]
 """A session with a run in one of these states is not idle and cannot change owner."""
 
@@ -102,6 +112,7 @@ def upsert_session(fields: SessionFields, now: int, *, preserve_updated_at: bool
                     "schema_version": SCHEMA_VERSION,
                 },
                 "$setOnInsert": {"created_at": fields.created_at or now, "runs": []},
+                "$currentDate": {TOUCHED_AT: True},
             },
             "upsert": True,
             "return_document": ReturnDocument.AFTER,
