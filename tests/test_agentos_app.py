@@ -33,8 +33,9 @@ def free_port() -> int:
 def app_url(mongodb_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(mongodb_url, db_name), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(mongodb_url, db_name), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -47,8 +48,10 @@ def app_url(mongodb_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def run(client: httpx.Client, message: str, session_id: str, user_id: str) -> dict[str, Any]:
-    response = client.post("/agents/assistant/runs",
-                           data={"message": message, "session_id": session_id, "user_id": user_id, "stream": "false"})
+    response = client.post(
+        "/agents/assistant/runs",
+        data={"message": message, "session_id": session_id, "user_id": user_id, "stream": "false"},
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -74,8 +77,11 @@ def test_sessions_and_runs_over_http_match_mongodb(app_url: str, mongodb_url: st
         stored = raw.agno_sessions.find_one({"_id": "alice-0"})["runs"]
         assert [r["run_id"] for r in runs] == [r["run_id"] for r in stored] and len(stored) == 3
 
-        renamed = client.post("/sessions/alice-1/rename", params={"type": "agent", "user_id": "alice"},
-                              json={"session_name": "Trip planning"})
+        renamed = client.post(
+            "/sessions/alice-1/rename",
+            params={"type": "agent", "user_id": "alice"},
+            json={"session_name": "Trip planning"},
+        )
         assert renamed.status_code == 200, renamed.text
         assert raw.agno_sessions.find_one({"_id": "alice-1"})["session_data"]["session_name"] == "Trip planning"
         shown = client.get("/sessions/alice-1", params={"type": "agent", "user_id": "alice"}).json()

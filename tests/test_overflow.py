@@ -27,7 +27,11 @@ def rebuild(store: Store, budget: int) -> MongoDb | AsyncMongoDb:
 
 def big_run(i: int, size: int, session_id: str = "long") -> RunOutput:
     return RunOutput(
-        run_id=f"r{i:03d}", agent_id="a", session_id=session_id, content=f"{i}:" + "x" * size, status=RunStatus.completed
+        run_id=f"r{i:03d}",
+        agent_id="a",
+        session_id=session_id,
+        content=f"{i}:" + "x" * size,
+        status=RunStatus.completed,
     )
 
 
