@@ -94,3 +94,17 @@ async def test_a_run_that_can_never_fit_is_refused_and_nothing_changes(store: St
         await call(db.upsert_run(big_run(1, 70 * 1024, "s"), "s"))
     assert store.commands.names == []
     assert store.raw.agno_sessions.find_one({"_id": "s"}) == before
+
+
+async def test_orphaned_overflow_documents_are_deleted(store: Store) -> None:
+    db = rebuild(store, 16 * 1024)
+    await call(db.upsert_session(AgentSession(session_id="gone", agent_id="a")))
+    await call(db.upsert_session(AgentSession(session_id="kept", agent_id="a")))
+    for i in range(12):
+        await call(db.upsert_run(big_run(i, 3000, "gone"), "gone"))
+        await call(db.upsert_run(big_run(100 + i, 3000, "kept"), "kept"))
+    store.raw.agno_sessions.delete_one({"_id": "gone"})  # what a TTL expiry does
+    assert await call(db.delete_orphaned_overflow()) >= 1
+    assert store.raw.agno_sessions_overflow.count_documents({"session_id": "gone"}) == 0
+    kept = await call(db.get_session("kept"))
+    assert [r.run_id for r in kept.runs] == [f"r{100 + i:03d}" for i in range(12)]

@@ -238,6 +238,14 @@ class SessionContract:
         changed = yield from ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
         return changed
 
+    def delete_orphaned_overflow(self) -> Plan[int]:
+        """Delete overflow documents left by sessions that expired (TTL) or were removed by hand.
+
+        Run it periodically when ``session_ttl_seconds`` is set; returns how many were deleted.
+        """
+        deleted = yield from ops.delete_orphaned_overflow()
+        return deleted
+
     # --- runs -------------------------------------------------------------------------------
 
     def upsert_run(

@@ -345,3 +345,16 @@ def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str 
             OVERFLOW, "update_many", {"filter": {"session_id": session_id}, "update": {"$set": {"user_id": user_id}}}
         )
     return True
+
+
+def delete_orphaned_overflow() -> Plan[int]:
+    """Delete overflow documents whose session is gone (expired by TTL, or removed by hand)."""
+    owners: list[str] = yield Command(OVERFLOW, "distinct", {"key": "session_id"})
+    if not owners:
+        return 0
+    alive: list[str] = yield Command(SESSIONS, "distinct", {"key": "_id", "filter": {"_id": {"$in": owners}}})
+    orphans = sorted(set(owners) - set(alive))
+    if not orphans:
+        return 0
+    result = yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": orphans}}})
+    return int(result.deleted_count)
