@@ -2,7 +2,7 @@
 
 ``mongodb_server()`` picks, in order: ``MONGODB_URI`` / ``MONGODB_URL`` from the environment; a testcontainers
 ``mongo:7`` when a Docker engine answers; else the embedded mongoeco server (``EmbeddedServer``, Python >= 3.13).
-Heavy imports (docker, testcontainers, agno models) happen only when used, so importing this package is cheap.
+Imports of submodules, docker, testcontainers and agno models happen on first use, so importing this package is cheap.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agno_mongo.testing.server import EmbeddedServer, mongoeco_available, server_is_reachable
-
 if TYPE_CHECKING:
     from agno_mongo.testing.models import OfflineStandInModel, answer_from_messages
     from agno_mongo.testing.openai_server import LocalOpenAIServer
+    from agno_mongo.testing.server import EmbeddedServer, mongoeco_available, server_is_reachable
 
 __all__ = [
     "EmbeddedServer",
@@ -108,6 +107,8 @@ def mongodb_server(*, path: str | os.PathLike[str] | None = None) -> Iterator[st
             finally:
                 container.stop()
             return
+    from agno_mongo.testing.server import EmbeddedServer
+
     _last_choice = "embedded"
     with EmbeddedServer(path=Path(path) if path is not None else None) as server:
         yield server.url
@@ -136,6 +137,11 @@ def __getattr__(name: str) -> Any:
         from agno_mongo.testing import models
 
         return getattr(models, name)
+    if name in {"EmbeddedServer", "mongoeco_available", "server_is_reachable"}:
+        # Lazy too: `python -m agno_mongo.testing.server` must not find the module already imported (runpy warns).
+        from agno_mongo.testing import server
+
+        return getattr(server, name)
     if name == "LocalOpenAIServer":
         from agno_mongo.testing.openai_server import LocalOpenAIServer
 
