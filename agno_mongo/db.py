@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata
 from typing import Any
 
@@ -56,36 +56,43 @@ def _collection_names(db: BaseDb | AsyncBaseDb) -> dict[str, str]:
     }
 
 
-def _table_kwargs(
-    session_collection: str | None,
-    runs_collection: str | None,
-    memory_collection: str | None,
-    metrics_collection: str | None,
-    eval_collection: str | None,
-    knowledge_collection: str | None,
-    traces_collection: str | None,
-    spans_collection: str | None,
-    learnings_collection: str | None,
-    schedules_collection: str | None,
-    schedule_runs_collection: str | None,
-) -> dict[str, str | None]:
-    names = {
-        "session_table": session_collection,
-        "runs_table": runs_collection,
-        "memory_table": memory_collection,
-        "metrics_table": metrics_collection,
-        "eval_table": eval_collection,
-        "knowledge_table": knowledge_collection,
-        "traces_table": traces_collection,
-        "spans_table": spans_collection,
-        "learnings_table": learnings_collection,
-        "schedules_table": schedules_collection,
-        "schedule_runs_table": schedule_runs_collection,
-    }
-    for key, value in names.items():
+def _table_kwargs(options: dict[str, Any]) -> dict[str, str | None]:
+    """agno's ``*_collection`` arguments as BaseDb's ``*_table`` arguments, each name checked."""
+    names: dict[str, str | None] = {}
+    for key, value in options.items():
+        if not key.endswith("_collection"):
+            continue
         if value is not None and (not isinstance(value, str) or not value or "$" in value or "\0" in value):
-            raise InvalidInputError(key.replace("_table", "_collection"), f"is not a valid collection name: {value!r}")
+            raise InvalidInputError(key, f"is not a valid collection name: {value!r}")
+        names[key.replace("_collection", "_table")] = value
     return names
+
+
+class _Settings:
+    """What both classes set up the same way in their constructors (see :func:`_configure`)."""
+
+    db_name: str
+    db_url: str | None
+    max_runs_bytes: int
+    session_ttl_seconds: int | None
+    _server_key: str
+    _names: dict[str, str]
+    _run_hints: RunHints
+
+
+def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any]) -> None:
+    """The constructor work both classes share: check the arguments, name the collections."""
+    if options["db_client"] is None and options["db_url"] is None:
+        raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
+    db.db_name = options["db_name"] or "agno"
+    default_id = _default_id(options["db_url"], options["db_client"], db.db_name)
+    base_init(db, id=options["id"] or default_id, **_table_kwargs(options))
+    db.db_url = options["db_url"]
+    db._server_key = options["db_url"] or f"client-{builtins.id(options['db_client'])}"
+    db._names = _collection_names(db)
+    db._run_hints = RunHints()
+    db.max_runs_bytes = _check_budget(options["max_runs_bytes"])
+    db.session_ttl_seconds = _check_ttl(options["session_ttl_seconds"])
 
 
 def _check_budget(max_runs_bytes: object) -> int:
@@ -117,7 +124,7 @@ def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
 
 
-class MongoDb(PendingSync, BaseDb):
+class MongoDb(_Settings, PendingSync, BaseDb):
     """Sync MongoDB storage for agno: ``Agent(db=MongoDb(db_url=...))``.
 
     Takes the arguments of ``agno.db.mongo.MongoDb``. Each session is one document with its runs
@@ -145,31 +152,9 @@ class MongoDb(PendingSync, BaseDb):
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
         session_ttl_seconds: int | None = None,
     ) -> None:
-        if db_client is None and db_url is None:
-            raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
-        self.db_name: str = db_name or "agno"
-        tables = _table_kwargs(
-            session_collection,
-            runs_collection,
-            memory_collection,
-            metrics_collection,
-            eval_collection,
-            knowledge_collection,
-            traces_collection,
-            spans_collection,
-            learnings_collection,
-            schedules_collection,
-            schedule_runs_collection,
-        )
-        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
-        self.db_url = db_url
+        _configure(self, BaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self._owns_client = db_client is None
         self.db_client: MongoClient[Any] = db_client or MongoClient(db_url, driver=DRIVER_INFO)
-        self._server_key = db_url or f"client-{builtins.id(self.db_client)}"
-        self._names = _collection_names(self)
-        self._run_hints = RunHints()
-        self.max_runs_bytes = _check_budget(max_runs_bytes)
-        self.session_ttl_seconds = _check_ttl(session_ttl_seconds)
 
     @property
     def database(self) -> Any:
@@ -230,7 +215,7 @@ async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]
         await client.close()
 
 
-class AsyncMongoDb(PendingAsync, AsyncBaseDb):
+class AsyncMongoDb(_Settings, PendingAsync, AsyncBaseDb):
     """Async MongoDB storage for agno: ``Agent(db=AsyncMongoDb(db_url=...))`` with ``arun``.
 
     With ``db_url`` it uses PyMongo's ``AsyncMongoClient``, one per event loop (an async client is
@@ -259,33 +244,11 @@ class AsyncMongoDb(PendingAsync, AsyncBaseDb):
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
         session_ttl_seconds: int | None = None,
     ) -> None:
-        if db_client is None and db_url is None:
-            raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
-        self.db_name: str = db_name or "agno"
-        tables = _table_kwargs(
-            session_collection,
-            runs_collection,
-            memory_collection,
-            metrics_collection,
-            eval_collection,
-            knowledge_collection,
-            traces_collection,
-            spans_collection,
-            learnings_collection,
-            schedules_collection,
-            schedule_runs_collection,
-        )
-        super().__init__(id=id or _default_id(db_url, db_client, self.db_name), **tables)
-        self.db_url = db_url
+        _configure(self, AsyncBaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self.db_client = db_client
-        self._server_key = db_url or f"client-{builtins.id(db_client)}"
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
-        self._names = _collection_names(self)
-        self._run_hints = RunHints()
-        self.max_runs_bytes = _check_budget(max_runs_bytes)
-        self.session_ttl_seconds = _check_ttl(session_ttl_seconds)
 
     async def _client(self) -> Any:
         """The client for the running loop: the user's, or one of ours created for this loop."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from agno.agent import Agent
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from agno_mongo import AsyncMongoDb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from storage import DATA_FILE, pick_model  # noqa: E402
+from storage import mongodb_url, pick_model  # noqa: E402
 
 
 def build_app(url: str, db_name: str = "agno_os") -> FastAPI:
@@ -41,19 +42,9 @@ def build_app(url: str, db_name: str = "agno_os") -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    url = os.environ.get("MONGODB_URL")
-    server = None
-    if url is None:
-        from agno_mongo.testing import EmbeddedServer
-
-        DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-        server = EmbeddedServer(path=str(DATA_FILE)).start()
-        url = server.url
-    try:
-        uvicorn.run(build_app(url), host="127.0.0.1", port=int(os.environ.get("PORT", "7777")))
-    finally:
-        if server is not None:
-            server.stop()
+    with ExitStack() as stack:
+        app = build_app(mongodb_url(stack))
+        uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "7777")))
 
 
 if __name__ == "__main__":

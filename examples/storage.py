@@ -37,17 +37,22 @@ def pick_model() -> Model:
     return OfflineStandInModel()
 
 
+def mongodb_url(stack: ExitStack) -> str:
+    """``MONGODB_URL``, or an embedded server on the demo's data file that ``stack`` stops."""
+    url = os.environ.get("MONGODB_URL")
+    if url is not None:
+        print("[storage] MongoDB at MONGODB_URL")
+        return url
+    from agno_mongo.testing import EmbeddedServer
+
+    DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[storage] embedded MongoDB-compatible server, data in {DATA_FILE}")
+    return stack.enter_context(EmbeddedServer(path=str(DATA_FILE))).url
+
+
 def main() -> None:
     with ExitStack() as stack:
-        url = os.environ.get("MONGODB_URL")
-        if url is None:
-            from agno_mongo.testing import EmbeddedServer
-
-            DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-            url = stack.enter_context(EmbeddedServer(path=str(DATA_FILE))).url
-            print(f"[storage] embedded MongoDB-compatible server, data in {DATA_FILE}")
-        else:
-            print("[storage] MongoDB at MONGODB_URL")
+        url = mongodb_url(stack)
         db = MongoDb(db_url=url, db_name=DB_NAME)
         stack.callback(db.close)
 

@@ -7,7 +7,6 @@ Same server and model choice as ``storage.py`` (``MONGODB_URL`` or the embedded 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,7 +16,7 @@ from agno.agent import Agent
 from agno_mongo import AsyncMongoDb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from storage import DATA_FILE, DB_NAME, QUESTIONS, SESSION_ID, pick_model  # noqa: E402
+from storage import DB_NAME, QUESTIONS, SESSION_ID, mongodb_url, pick_model  # noqa: E402
 
 
 async def converse(url: str) -> None:
@@ -34,14 +33,7 @@ async def converse(url: str) -> None:
 
 def main() -> None:
     with ExitStack() as stack:
-        url = os.environ.get("MONGODB_URL")
-        if url is None:
-            from agno_mongo.testing import EmbeddedServer
-
-            DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-            url = stack.enter_context(EmbeddedServer(path=str(DATA_FILE))).url
-            print(f"[storage_async] embedded MongoDB-compatible server, data in {DATA_FILE}")
-        asyncio.run(converse(url))
+        asyncio.run(converse(mongodb_url(stack)))
 
 
 if __name__ == "__main__":
