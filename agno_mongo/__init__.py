@@ -4,12 +4,19 @@
 """
 
 from agno_mongo.db import AsyncMongoDb, MongoDb
-from agno_mongo.errors import AgnoMongoError, InvalidInputError, RunTooLargeError, SessionOwnershipError
+from agno_mongo.errors import (
+    AgnoMongoError,
+    InvalidInputError,
+    LearningOwnershipError,
+    RunTooLargeError,
+    SessionOwnershipError,
+)
 
 __all__ = [
     "AgnoMongoError",
     "AsyncMongoDb",
     "InvalidInputError",
+    "LearningOwnershipError",
     "MongoDb",
     "RunTooLargeError",
     "SessionOwnershipError",

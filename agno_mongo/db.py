@@ -21,6 +21,8 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.driver_info import DriverInfo
 
 from agno_mongo import drivers
+from agno_mongo.contract.learnings import LearningContract
+from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
@@ -206,6 +208,26 @@ class MongoDb(_Settings, PendingSync, BaseDb):
     delete_runs = _B(SessionContract.delete_runs)
     cancel_pending_run = _B(SessionContract.cancel_pending_run)
 
+    # --- user memories and learnings ---
+    upsert_user_memory = _B(MemoryContract.upsert_user_memory)
+    upsert_memories = _B(MemoryContract.upsert_memories)
+    get_user_memory = _B(MemoryContract.get_user_memory)
+    get_user_memories = _B(MemoryContract.get_user_memories)
+    get_user_memory_stats = _B(MemoryContract.get_user_memory_stats)
+    get_all_memory_topics = _B(MemoryContract.get_all_memory_topics)
+    delete_user_memory = _B(MemoryContract.delete_user_memory)
+    delete_user_memories = _B(MemoryContract.delete_user_memories)
+    clear_memories = _B(MemoryContract.clear_memories)
+    get_learning = _B(LearningContract.get_learning)
+    upsert_learning = _B(LearningContract.upsert_learning)
+    update_learning = _B(LearningContract.update_learning)
+    delete_learning = _B(LearningContract.delete_learning)
+    delete_user_learnings = _B(LearningContract.delete_user_learnings)
+    get_learnings = _B(LearningContract.get_learnings)
+    get_learning_by_id = _B(LearningContract.get_learning_by_id)
+    list_learnings = _B(LearningContract.list_learnings)
+    get_learnings_user_stats = _B(LearningContract.get_learnings_user_stats)
+
 
 async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]:
     """Parked async generator: when ``asyncio.run`` shuts the loop down it closes this client."""
@@ -312,3 +334,23 @@ class AsyncMongoDb(_Settings, PendingAsync, AsyncBaseDb):
     delete_run = _A(SessionContract.delete_run)
     delete_runs = _A(SessionContract.delete_runs)
     cancel_pending_run = _A(SessionContract.cancel_pending_run)
+
+    # --- user memories and learnings ---
+    upsert_user_memory = _A(MemoryContract.upsert_user_memory)
+    upsert_memories = _A(MemoryContract.upsert_memories)
+    get_user_memory = _A(MemoryContract.get_user_memory)
+    get_user_memories = _A(MemoryContract.get_user_memories)
+    get_user_memory_stats = _A(MemoryContract.get_user_memory_stats)
+    get_all_memory_topics = _A(MemoryContract.get_all_memory_topics)
+    delete_user_memory = _A(MemoryContract.delete_user_memory)
+    delete_user_memories = _A(MemoryContract.delete_user_memories)
+    clear_memories = _A(MemoryContract.clear_memories)
+    get_learning = _A(LearningContract.get_learning)
+    upsert_learning = _A(LearningContract.upsert_learning)
+    update_learning = _A(LearningContract.update_learning)
+    delete_learning = _A(LearningContract.delete_learning)
+    delete_user_learnings = _A(LearningContract.delete_user_learnings)
+    get_learnings = _A(LearningContract.get_learnings)
+    get_learning_by_id = _A(LearningContract.get_learning_by_id)
+    list_learnings = _A(LearningContract.list_learnings)
+    get_learnings_user_stats = _A(LearningContract.get_learnings_user_stats)

@@ -32,5 +32,15 @@ class SessionOwnershipError(AgnoMongoError, PermissionError):
         super().__init__(f"session {session_id!r} belongs to another user; {who} may not write to it")
 
 
+class LearningOwnershipError(AgnoMongoError, PermissionError):
+    """The learning record belongs to another user; the write was refused and nothing changed."""
+
+    def __init__(self, learning_id: str, user_id: str | None) -> None:
+        self.learning_id = learning_id
+        self.user_id = user_id
+        who = "no user" if user_id is None else f"user {user_id!r}"
+        super().__init__(f"learning {learning_id!r} belongs to another user; {who} may not write to it")
+
+
 class RunTooLargeError(AgnoMongoError, ValueError):
     """A single run can never fit in one MongoDB document (16 MiB); the session is unchanged."""

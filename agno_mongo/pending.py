@@ -10,15 +10,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn
 
 NOT_BUILT = (
-    "clear_memories",
-    "delete_user_memory",
-    "delete_user_memories",
-    "get_all_memory_topics",
-    "get_user_memory",
-    "get_user_memories",
-    "get_user_memory_stats",
-    "upsert_user_memory",
-    "upsert_memories",
     "get_metrics",
     "calculate_metrics",
     "delete_knowledge_content",
@@ -38,10 +29,6 @@ NOT_BUILT = (
     "create_spans",
     "get_span",
     "get_spans",
-    "get_learning",
-    "upsert_learning",
-    "delete_learning",
-    "get_learnings",
 )
 
 

@@ -2,10 +2,14 @@
 
 from typing import Any
 
+from agno_mongo.ops.learnings import LEARNING_INDEXES
+from agno_mongo.ops.memories import MEMORY_INDEXES
 from agno_mongo.ops.sessions import OVERFLOW_INDEXES, SESSION_INDEXES
 
 INDEXES: dict[str, list[Any]] = {
     "sessions": SESSION_INDEXES,
     "overflow": OVERFLOW_INDEXES,
+    "memories": MEMORY_INDEXES,
+    "learnings": LEARNING_INDEXES,
 }
 """Indexes per collection role, created once per process before the first command on it."""

@@ -4,6 +4,9 @@ It implements ``POST /v1/chat/completions`` (plain and ``stream: true`` server-s
 when ``stream_options.include_usage`` is set) and ``GET /v1/models``. Answers come from ``answer_from_messages``,
 the same rule as ``OfflineStandInModel``. Every request body is recorded in ``requests`` for assertions, so a
 test can check exactly which history the agent sent to the model.
+
+A ``responder`` (optional) scripts whole assistant messages instead, including ``tool_calls``: agno's memory
+manager and learning stores only write when the model calls their tools (``add_memory``, ``update_profile``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,47 @@ from typing import Any, Self, cast
 from agno_mongo.testing.models import answer_from_messages, count_words, message_text, split_for_streaming
 
 AnswerFn = Callable[[Sequence[Mapping[str, Any]]], str]
+Responder = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""Takes the request body, returns the assistant message: ``{"content": ..., "tool_calls": [...]}``."""
+
+
+def tool_call(name: str, arguments: Mapping[str, Any] | None = None, *, call_id: str | None = None) -> dict[str, Any]:
+    """One OpenAI ``tool_calls`` entry, for a ``responder`` to return."""
+    return {
+        "id": call_id or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(dict(arguments or {}))},
+    }
+
+
+def _normalise_tool_calls(tool_calls: object) -> list[dict[str, Any]]:
+    """Fill in ids and types, and encode dict arguments as the JSON string OpenAI sends."""
+    if not tool_calls:
+        return []
+    if not isinstance(tool_calls, Sequence):
+        raise TypeError("tool_calls must be a list of tool call dicts")
+    out = []
+    for call in tool_calls:
+        function = dict(call["function"])
+        if not isinstance(function.get("arguments"), str):
+            function["arguments"] = json.dumps(function.get("arguments") or {})
+        out.append({"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function})
+    return out
 
 
 class LocalOpenAIServer:
     """OpenAI-compatible chat completions on ``127.0.0.1`` in a background thread.
 
     ``base_url`` (``http://127.0.0.1:PORT/v1``) goes to ``OpenAIChat(base_url=..., api_key="test")``.
-    ``answer`` replaces the default answer rule if a test needs a different reply.
+    ``answer`` replaces the default answer rule if a test needs a different reply. ``responder``, when given,
+    takes the whole request body and returns the assistant message (``content`` and/or ``tool_calls``, see
+    :func:`tool_call`); it overrides ``answer``.
     """
 
-    def __init__(self, *, port: int = 0, answer: AnswerFn | None = None) -> None:
+    def __init__(self, *, port: int = 0, answer: AnswerFn | None = None, responder: Responder | None = None) -> None:
         self._requested_port = port
         self.answer: AnswerFn = answer or answer_from_messages
+        self.responder: Responder | None = responder
         self._requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -135,7 +167,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.owner._record(body)
         messages: list[Mapping[str, Any]] = [m for m in body["messages"] if isinstance(m, Mapping)]
-        answer = self.owner.answer(messages)
+        tool_calls: list[dict[str, Any]] = []
+        if self.owner.responder is not None:
+            try:
+                reply = self.owner.responder(body)
+                tool_calls = _normalise_tool_calls(reply.get("tool_calls"))
+            except Exception as e:  # a broken responder is a test bug: say so to the client
+                self._send_error(500, f"responder failed: {e!r}")
+                return
+            answer = str(reply.get("content") or "")
+        else:
+            answer = self.owner.answer(messages)
+        finish_reason = "tool_calls" if tool_calls else "stop"
         prompt_tokens = sum(count_words(message_text(m)) for m in messages)
         completion_tokens = count_words(answer)
         usage = {
@@ -148,8 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
-            self._send_stream(completion_id, model, answer, usage if include_usage else None)
+            self._send_stream(completion_id, model, answer, usage if include_usage else None, tool_calls, finish_reason)
         else:
+            message: dict[str, Any] = {"role": "assistant", "content": answer or None, "refusal": None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            else:
+                message["content"] = answer
             self._send_json(
                 200,
                 {
@@ -160,9 +208,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": answer, "refusal": None},
+                            "message": message,
                             "logprobs": None,
-                            "finish_reason": "stop",
+                            "finish_reason": finish_reason,
                         }
                     ],
                     "usage": usage,
@@ -187,8 +235,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, message: str) -> None:
         self._send_json(status, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
 
-    def _send_stream(self, completion_id: str, model: str, answer: str, usage: Mapping[str, int] | None) -> None:
-        """Server-sent events: role chunk, content chunks, finish chunk, optional usage chunk, ``[DONE]``."""
+    def _send_stream(
+        self,
+        completion_id: str,
+        model: str,
+        answer: str,
+        usage: Mapping[str, int] | None,
+        tool_calls: Sequence[Mapping[str, Any]] = (),
+        finish_reason: str = "stop",
+    ) -> None:
+        """Server-sent events: role chunk, content chunks, tool call chunk, finish chunk, usage chunk, ``[DONE]``."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -212,7 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": piece}) for piece in split_for_streaming(answer)]
-        events.append(chunk({}, finish_reason="stop"))
+        if tool_calls:
+            events.append(chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(tool_calls)]}))
+        events.append(chunk({}, finish_reason=finish_reason))
         if usage is not None:
             final = chunk({})
             final["choices"] = []

@@ -1,0 +1,67 @@
+"""The learning document: one per learning record, ``_id`` is the ``learning_id``.
+
+agno's learning stores (user profile, user memory, session context, entity memory, ...) keep their
+state here as a ``content`` dict keyed by ``learning_type`` and scoping ids. ``LearningFields`` is what
+a write may set (strict); ``LearningDocument`` is what a read gets back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+
+__all__ = ["SCHEMA_VERSION", "LearningDocument", "LearningFields"]
+
+
+class LearningFields(BaseModel):
+    """The fields ``upsert_learning`` stores; ``content`` and ``metadata`` stay native subdocuments."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    learning_id: IdStr
+    learning_type: IdStr
+    content: dict[str, Any]
+    namespace: str | None = None
+    user_id: IdStr | None = None
+    agent_id: IdStr | None = None
+    team_id: IdStr | None = None
+    session_id: IdStr | None = None
+    entity_id: str | None = None
+    entity_type: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def build(cls, **values: Any) -> LearningFields:
+        """Validate keyword arguments, naming the first bad one in :class:`InvalidInputError`."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            _raise_invalid(error)
+            raise  # unreachable: _raise_invalid always raises
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Every field as stored, the id included (agno's rows carry ``learning_id``)."""
+        return self.model_dump()
+
+
+class LearningDocument(LearningFields):
+    """A stored learning as read back from MongoDB."""
+
+    model_config = ConfigDict(extra="ignore", strict=False, populate_by_name=True)
+
+    id: IdStr = Field(alias="_id")
+    created_at: int | None = None
+    updated_at: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_agno_dict(self) -> dict[str, Any]:
+        """The row dict agno's learning APIs return."""
+        return self.model_dump(exclude={"id", "schema_version"})
+
+
+def learning_out(document: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as the dict agno returns, validated on the way out."""
+    return LearningDocument.model_validate(document).to_agno_dict()
