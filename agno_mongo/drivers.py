@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pymongo.errors import AutoReconnect, PyMongoError
+from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
 
 from agno_mongo.ops.command import Command, Plan
 
@@ -45,12 +45,20 @@ async def execute_async(collection: Any, command: Command) -> Any:
     return await method(**command.kwargs)
 
 
+def retryable(error: AutoReconnect) -> bool:
+    """A cut connection is worth retrying; a server that could not be selected at all is not
+    (selection already waited ``serverSelectionTimeoutMS``: retrying would multiply that wait)."""
+    return not isinstance(error, ServerSelectionTimeoutError)
+
+
 def with_retries_sync(call: Callable[[], T]) -> T:
     """Call, retrying after network errors with bounded pauses."""
     for delay in RETRY_DELAYS:
         try:
             return call()
-        except AutoReconnect:
+        except AutoReconnect as error:
+            if not retryable(error):
+                raise
             time.sleep(delay)
     return call()
 
@@ -60,7 +68,9 @@ async def with_retries_async(call: Callable[[], Awaitable[T]]) -> T:
     for delay in RETRY_DELAYS:
         try:
             return await call()
-        except AutoReconnect:
+        except AutoReconnect as error:
+            if not retryable(error):
+                raise
             await asyncio.sleep(delay)
     return await call()
 

@@ -108,3 +108,17 @@ async def test_orphaned_overflow_documents_are_deleted(store: Store) -> None:
     assert store.raw.agno_sessions_overflow.count_documents({"session_id": "gone"}) == 0
     kept = await call(db.get_session("kept"))
     assert [r.run_id for r in kept.runs] == [f"r{100 + i:03d}" for i in range(12)]
+
+
+async def test_listing_sessions_returns_overflowed_runs_too(store: Store) -> None:
+    db = rebuild(store, 16 * 1024)
+    await call(db.upsert_session(AgentSession(session_id="long", agent_id="a")))
+    await call(db.upsert_session(AgentSession(session_id="short", agent_id="a")))
+    for i in range(10):
+        await call(db.upsert_run(big_run(i, 3000), "long"))
+    await call(db.upsert_run(big_run(99, 10, "short"), "short"))
+    assert store.raw.agno_sessions_overflow.count_documents({}) >= 1
+    store.commands.clear()
+    listed = {s.session_id: [r.run_id for r in s.runs or []] for s in await call(db.get_sessions())}
+    assert listed == {"long": [f"r{i:03d}" for i in range(10)], "short": ["r099"]}
+    assert store.commands.names == ["find", "find"]  # the page, then the overflow of the page

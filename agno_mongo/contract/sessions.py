@@ -195,6 +195,8 @@ class SessionContract:
         documents, total = yield from ops.page_of(
             ops.SESSIONS, query, sort, page_limit, skip, projection, count=not deserialize
         )
+        if include_runs:
+            documents = yield from ops.attach_overflow(documents)
         if deserialize:
             return [session_out(document, kind, True) for document in documents]
         return [session_out(document, kind, False) for document in documents], total

@@ -183,6 +183,25 @@ def merge_runs(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list
     return list(order.values())
 
 
+def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]]]:
+    """Put back the overflowed runs of the listed sessions that have any: one command for the page."""
+    spilled = [document["_id"] for document in documents if document.get("overflow") and "runs" in document]
+    if not spilled:
+        return documents
+    parts: list[dict[str, Any]] = yield Command(
+        OVERFLOW,
+        "find",
+        {"filter": {"session_id": {"$in": spilled}}, "sort": [("session_id", ASCENDING), ("seq", ASCENDING)]},
+    )
+    older: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        older.setdefault(part["session_id"], []).extend(part.get("runs", []))
+    for document in documents:
+        if document["_id"] in older:
+            document["runs"] = merge_runs(older[document["_id"]], document.get("runs") or [])
+    return documents
+
+
 def overflow_runs(session_id: str) -> Plan[list[dict[str, Any]]]:
     """All runs moved out of a session, oldest first (only read when the session has overflowed)."""
     documents: list[dict[str, Any]] = yield Command(
