@@ -6,7 +6,9 @@
 from agno_mongo.db import AsyncMongoDb, MongoDb
 from agno_mongo.errors import (
     AgnoMongoError,
+    EvalRunOwnershipError,
     InvalidInputError,
+    KnowledgeOwnershipError,
     LearningOwnershipError,
     RunTooLargeError,
     SessionOwnershipError,
@@ -15,7 +17,9 @@ from agno_mongo.errors import (
 __all__ = [
     "AgnoMongoError",
     "AsyncMongoDb",
+    "EvalRunOwnershipError",
     "InvalidInputError",
+    "KnowledgeOwnershipError",
     "LearningOwnershipError",
     "MongoDb",
     "RunTooLargeError",

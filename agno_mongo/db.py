@@ -21,9 +21,13 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.driver_info import DriverInfo
 
 from agno_mongo import drivers
+from agno_mongo.contract.evals import EvalContract
+from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
 from agno_mongo.contract.memories import MemoryContract
+from agno_mongo.contract.metrics import MetricsContract
 from agno_mongo.contract.sessions import RunHints, SessionContract
+from agno_mongo.contract.traces import TraceContract
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
@@ -228,6 +232,34 @@ class MongoDb(_Settings, PendingSync, BaseDb):
     list_learnings = _B(LearningContract.list_learnings)
     get_learnings_user_stats = _B(LearningContract.get_learnings_user_stats)
 
+    # --- metrics ---
+    calculate_metrics = _B(MetricsContract.calculate_metrics)
+    get_metrics = _B(MetricsContract.get_metrics)
+
+    # --- eval runs and knowledge contents ---
+    create_eval_run = _B(EvalContract.create_eval_run)
+    get_eval_run = _B(EvalContract.get_eval_run)
+    get_eval_run_raw = _B(EvalContract.get_eval_run_raw)
+    get_eval_runs = _B(EvalContract.get_eval_runs)
+    rename_eval_run = _B(EvalContract.rename_eval_run)
+    update_eval_run_user_id = _B(EvalContract.update_eval_run_user_id)
+    delete_eval_run = _B(EvalContract.delete_eval_run)
+    delete_eval_runs = _B(EvalContract.delete_eval_runs)
+    upsert_knowledge_content = _B(KnowledgeContract.upsert_knowledge_content)
+    get_knowledge_content = _B(KnowledgeContract.get_knowledge_content)
+    get_knowledge_contents = _B(KnowledgeContract.get_knowledge_contents)
+    delete_knowledge_content = _B(KnowledgeContract.delete_knowledge_content)
+
+    # --- traces and spans ---
+    upsert_trace = _B(TraceContract.upsert_trace)
+    get_trace = _B(TraceContract.get_trace)
+    get_traces = _B(TraceContract.get_traces)
+    get_trace_stats = _B(TraceContract.get_trace_stats)
+    create_span = _B(TraceContract.create_span)
+    create_spans = _B(TraceContract.create_spans)
+    get_span = _B(TraceContract.get_span)
+    get_spans = _B(TraceContract.get_spans)
+
 
 async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]:
     """Parked async generator: when ``asyncio.run`` shuts the loop down it closes this client."""
@@ -354,3 +386,31 @@ class AsyncMongoDb(_Settings, PendingAsync, AsyncBaseDb):
     get_learning_by_id = _A(LearningContract.get_learning_by_id)
     list_learnings = _A(LearningContract.list_learnings)
     get_learnings_user_stats = _A(LearningContract.get_learnings_user_stats)
+
+    # --- metrics ---
+    calculate_metrics = _A(MetricsContract.calculate_metrics)
+    get_metrics = _A(MetricsContract.get_metrics)
+
+    # --- eval runs and knowledge contents ---
+    create_eval_run = _A(EvalContract.create_eval_run)
+    get_eval_run = _A(EvalContract.get_eval_run)
+    get_eval_run_raw = _A(EvalContract.get_eval_run_raw)
+    get_eval_runs = _A(EvalContract.get_eval_runs)
+    rename_eval_run = _A(EvalContract.rename_eval_run)
+    update_eval_run_user_id = _A(EvalContract.update_eval_run_user_id)
+    delete_eval_run = _A(EvalContract.delete_eval_run)
+    delete_eval_runs = _A(EvalContract.delete_eval_runs)
+    upsert_knowledge_content = _A(KnowledgeContract.upsert_knowledge_content)
+    get_knowledge_content = _A(KnowledgeContract.get_knowledge_content)
+    get_knowledge_contents = _A(KnowledgeContract.get_knowledge_contents)
+    delete_knowledge_content = _A(KnowledgeContract.delete_knowledge_content)
+
+    # --- traces and spans ---
+    upsert_trace = _A(TraceContract.upsert_trace)
+    get_trace = _A(TraceContract.get_trace)
+    get_traces = _A(TraceContract.get_traces)
+    get_trace_stats = _A(TraceContract.get_trace_stats)
+    create_span = _A(TraceContract.create_span)
+    create_spans = _A(TraceContract.create_spans)
+    get_span = _A(TraceContract.get_span)
+    get_spans = _A(TraceContract.get_spans)

@@ -42,5 +42,27 @@ class LearningOwnershipError(AgnoMongoError, PermissionError):
         super().__init__(f"learning {learning_id!r} belongs to another user; {who} may not write to it")
 
 
+class EvalRunOwnershipError(AgnoMongoError, PermissionError):
+    """The eval run already belongs to another user; its owner was left unchanged."""
+
+    def __init__(self, eval_run_id: str, user_id: str) -> None:
+        self.eval_run_id = eval_run_id
+        self.user_id = user_id
+        super().__init__(f"eval run {eval_run_id!r} belongs to another user; {user_id!r} may not claim it")
+
+
+class KnowledgeOwnershipError(AgnoMongoError, PermissionError, ValueError):
+    """The row's id is taken by a row with another owner (or a shared row); nothing changed.
+
+    Also a ``ValueError``, which is what agno's own adapter raises in this case.
+    """
+
+    def __init__(self, content_id: str, user_id: str | None) -> None:
+        self.content_id = content_id
+        self.user_id = user_id
+        who = "a shared row" if user_id is None else f"user {user_id!r}"
+        super().__init__(f"knowledge content {content_id!r} has another owner; {who} may not overwrite it")
+
+
 class RunTooLargeError(AgnoMongoError, ValueError):
     """A single run can never fit in one MongoDB document (16 MiB); the session is unchanged."""

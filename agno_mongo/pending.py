@@ -9,27 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn
 
-NOT_BUILT = (
-    "get_metrics",
-    "calculate_metrics",
-    "delete_knowledge_content",
-    "get_knowledge_content",
-    "get_knowledge_contents",
-    "upsert_knowledge_content",
-    "create_eval_run",
-    "delete_eval_runs",
-    "get_eval_run",
-    "get_eval_runs",
-    "rename_eval_run",
-    "upsert_trace",
-    "get_trace",
-    "get_traces",
-    "get_trace_stats",
-    "create_span",
-    "create_spans",
-    "get_span",
-    "get_spans",
-)
+NOT_BUILT: tuple[str, ...] = ()
 
 
 def _message(name: str) -> str:

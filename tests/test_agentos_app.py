@@ -95,3 +95,25 @@ def test_sessions_and_runs_over_http_match_mongodb(app_url: str, mongodb_url: st
         deleted = client.delete("/sessions/alice-2", params={"type": "agent", "user_id": "alice"})
         assert deleted.status_code in (200, 204), deleted.text
         assert raw.agno_sessions.find_one({"_id": "alice-2"}) is None
+
+
+def test_memories_and_metrics_over_http_match_mongodb(app_url: str, mongodb_url: str, db_name: str) -> None:
+    raw = MongoClient(mongodb_url)[db_name]
+    with httpx.Client(base_url=app_url, timeout=60) as client:
+        created = client.post("/memories", json={"memory": "Likes window seats", "user_id": "alice",
+                                                 "topics": ["travel"]})
+        assert created.status_code == 200, created.text
+        client.post("/memories", json={"memory": "Vegetarian", "user_id": "bob", "topics": ["food"]})
+        listed = client.get("/memories", params={"user_id": "alice"}).json()
+        assert [m["memory"] for m in listed["data"]] == ["Likes window seats"]
+        assert raw.agno_memories.count_documents({"user_id": "alice"}) == 1
+
+        for i in range(2):
+            run(client, f"hello {i}", "metrics-session", "alice")
+        refreshed = client.post("/metrics/refresh")
+        assert refreshed.status_code == 200, refreshed.text
+        metrics = client.get("/metrics").json()["metrics"]
+        assert sum(day["agent_runs_count"] for day in metrics) == 2
+        assert sum(day["agent_sessions_count"] for day in metrics) == 1
+        stored = list(raw.agno_metrics.find())
+        assert sum(record["agent_runs_count"] for record in stored) == 2

@@ -1,0 +1,80 @@
+"""The knowledge content document: one per ``KnowledgeRow``, ``_id`` is the row's ``id``.
+
+``KnowledgeFields`` is what ``upsert_knowledge_content`` may store (strict: a wrong type is refused
+before any command); ``KnowledgeDocument`` is what a read gets back (validated on the way out).
+``metadata`` stays a native BSON subdocument. ``user_id`` is the uploader; ``None`` means shared.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from agno.db.schemas.knowledge import KnowledgeRow
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+
+__all__ = ["SCHEMA_VERSION", "KnowledgeDocument", "KnowledgeFields", "knowledge_out"]
+
+
+class KnowledgeFields(BaseModel):
+    """The fields of one ``KnowledgeRow`` as stored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: IdStr
+    name: str
+    description: str
+    metadata: dict[str, Any] | None = None
+    type: str | None = None
+    size: int | None = None
+    linked_to: str | None = None
+    access_count: int | None = None
+    status: str | None = None
+    status_message: str | None = None
+    user_id: IdStr | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    external_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: object, *, name: str = "knowledge_row") -> KnowledgeFields:
+        """Validate an agno ``KnowledgeRow`` (which gives itself a uuid4 ``id`` when it has none).
+
+        agno puts ``ContentStatus`` members in ``status``; enum members are stored as their values.
+        """
+        if not isinstance(row, KnowledgeRow):
+            raise InvalidInputError(name, f"must be an agno KnowledgeRow, got {type(row).__name__}")
+        raw = {key: getattr(row, key, None) for key in cls.model_fields}
+        raw = {key: value.value if isinstance(value, Enum) else value for key, value in raw.items()}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            _raise_invalid(error, prefix=f"{name}.")
+            raise  # unreachable: _raise_invalid always raises
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Every field but ``created_at``, which the write plan decides (kept from the first write
+        unless the row names one)."""
+        return self.model_dump(exclude={"created_at"})
+
+
+class KnowledgeDocument(KnowledgeFields):
+    """A stored knowledge row as read back from MongoDB (``_id`` equals ``id``)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_row(self) -> KnowledgeRow:
+        """The agno ``KnowledgeRow``."""
+        return KnowledgeRow.model_validate(self.model_dump(exclude={"schema_version"}))
+
+
+def knowledge_out(document: dict[str, Any]) -> KnowledgeRow:
+    """A stored document as agno's ``KnowledgeRow``, validated on the way out."""
+    if "id" not in document:
+        document = {**document, "id": document.get("_id")}
+    return KnowledgeDocument.model_validate(document).to_row()
