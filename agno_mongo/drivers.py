@@ -2,8 +2,9 @@
 
 A plan yields :class:`~agno_mongo.ops.command.Command` values; a driver executes each one and sends
 the result back (or throws the driver's exception into the plan, so the plan decides what a
-duplicate key means). Network errors are retried a bounded number of times: every command a plan
-yields is idempotent, so sending it again after a cut connection can neither lose nor duplicate.
+duplicate key means). Network errors are retried for a bounded time (:data:`RETRY_WINDOW_SECONDS`):
+every command a plan yields is idempotent, so sending it again after a cut connection can neither
+lose nor duplicate.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
@@ -22,8 +23,20 @@ from agno_mongo.ops.command import Command, Plan
 P = ParamSpec("P")
 T = TypeVar("T")
 
-RETRY_DELAYS = (0.05, 0.25, 1.0)
-"""Pauses before each retry of a command cut by a network error; then the error is raised."""
+RETRY_WINDOW_SECONDS = 10.0
+"""How long a command cut by network errors keeps being retried before the last error is raised.
+A count would not do: after a cut PyMongo pauses the connection pool until its monitor has seen the
+server again, and every attempt in that gap fails at once ("connection pool paused")."""
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0
+
+
+def pauses(window: float = RETRY_WINDOW_SECONDS) -> Iterator[float]:
+    """Pauses between attempts: doubling from 50 ms to at most 1 s, while the window lasts."""
+    deadline = time.monotonic() + window
+    pause = FIRST_PAUSE
+    while time.monotonic() + pause < deadline:
+        yield pause
+        pause = min(pause * 2, LONGEST_PAUSE)
 
 
 def execute_sync(collection: Any, command: Command) -> Any:
@@ -52,8 +65,8 @@ def retryable(error: AutoReconnect) -> bool:
 
 
 def with_retries_sync(call: Callable[[], T]) -> T:
-    """Call, retrying after network errors with bounded pauses."""
-    for delay in RETRY_DELAYS:
+    """Call, retrying after network errors for at most :data:`RETRY_WINDOW_SECONDS`."""
+    for delay in pauses():
         try:
             return call()
         except AutoReconnect as error:
@@ -65,7 +78,7 @@ def with_retries_sync(call: Callable[[], T]) -> T:
 
 async def with_retries_async(call: Callable[[], Awaitable[T]]) -> T:
     """Async twin of :func:`with_retries_sync`."""
-    for delay in RETRY_DELAYS:
+    for delay in pauses():
         try:
             return await call()
         except AutoReconnect as error:

@@ -100,8 +100,9 @@ def test_sessions_and_runs_over_http_match_mongodb(app_url: str, mongodb_url: st
 def test_memories_and_metrics_over_http_match_mongodb(app_url: str, mongodb_url: str, db_name: str) -> None:
     raw = MongoClient(mongodb_url)[db_name]
     with httpx.Client(base_url=app_url, timeout=60) as client:
-        created = client.post("/memories", json={"memory": "Likes window seats", "user_id": "alice",
-                                                 "topics": ["travel"]})
+        created = client.post(
+            "/memories", json={"memory": "Likes window seats", "user_id": "alice", "topics": ["travel"]}
+        )
         assert created.status_code == 200, created.text
         client.post("/memories", json={"memory": "Vegetarian", "user_id": "bob", "topics": ["food"]})
         listed = client.get("/memories", params={"user_id": "alice"}).json()

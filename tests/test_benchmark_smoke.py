@@ -1,0 +1,79 @@
+"""benchmarks/compare.py in quick mode: it runs end to end and its counts show the structural claims.
+
+Only facts that hold on any server are checked (commands per operation, bytes that must not grow
+with the session); no timing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.compare import AGNO, FIRST_AGENT_RUN, OURS, Report, Row, Settings, format_table, run
+
+
+@pytest.fixture(scope="module")
+def report(mongodb_url: str) -> Report:
+    return run(mongodb_url, quick=True)
+
+
+def rows(report: Report, workload: str, store: str) -> dict[int | None, Row]:
+    found = {row.runs: row for row in report.rows if row.workload == workload and row.store == store}
+    assert found, f"no {workload!r} rows for {store}"
+    return found
+
+
+def test_every_workload_ran_on_both_stores_and_ours_never_failed(report: Report) -> None:
+    workloads = {row.workload for row in report.rows}
+    for workload in workloads:
+        assert {row.store for row in report.rows if row.workload == workload} == {OURS, AGNO}
+    assert [row for row in report.rows if row.store == OURS and row.error] == []
+    assert len({row.runs for row in report.rows if row.runs is not None}) == len(Settings.quick().sizes)
+
+
+def test_agent_runs_cost_at_most_three_commands(report: Report) -> None:
+    for workload in ("agent run", "agent run (async)"):
+        row = rows(report, workload, OURS)[None]
+        assert row.commands <= 3, row.command_names
+    first = rows(report, FIRST_AGENT_RUN, OURS)[None]
+    assert first.command_names.count("createIndexes") == 1
+
+
+def test_single_session_operations_cost_the_same_at_every_session_length(report: Report) -> None:
+    expected = {
+        "append run": 1,
+        "update run": 1,
+        "read session": 1,
+        "read recent history (runs_limit=3)": 1,
+        "update run, fresh instance": 2,  # a $push that finds the run, then the positional $set
+    }
+    for workload, commands in expected.items():
+        by_size = rows(report, workload, OURS)
+        assert {row.commands for row in by_size.values()} == {commands}, (workload, by_size)
+
+
+def test_recent_history_is_trimmed_by_the_server(report: Report) -> None:
+    by_size = rows(report, "read recent history (runs_limit=3)", OURS)
+    small, large = by_size[min(by_size)], by_size[max(by_size)]
+    assert large.bytes_received < 1.2 * small.bytes_received
+
+
+def test_ours_never_takes_more_round_trips_than_agnos(report: Report) -> None:
+    for row in report.rows:
+        if row.store != OURS:
+            continue
+        theirs = rows(report, row.workload, AGNO)[row.runs]
+        if theirs.error is None:
+            assert row.commands <= theirs.commands, (row.workload, row.runs, row.command_names, theirs.command_names)
+
+
+def test_async_appends_are_one_command_each(report: Report) -> None:
+    (row,) = [row for row in report.rows if row.workload.startswith("async appends") and row.store == OURS]
+    assert row.commands == 1 and row.error is None and "ops/s" in row.note
+
+
+def test_tables_print(report: Report) -> None:
+    markdown = format_table(report, markdown=True)
+    assert markdown.splitlines()[0].startswith("Server: ")
+    assert "| workload | runs in session | store | commands |" in markdown
+    plain = format_table(report, markdown=False)
+    assert len(plain.splitlines()) == len(report.rows) + 4
