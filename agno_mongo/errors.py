@@ -28,7 +28,7 @@ class SessionOwnershipError(AgnoMongoError, PermissionError):
     def __init__(self, session_id: str, user_id: str | None) -> None:
         self.session_id = session_id
         self.user_id = user_id
-        who = "no user" if user_id is None else f"user {user_id!r}"
+        who = "a call without a user_id" if user_id is None else f"user {user_id!r}"
         super().__init__(f"session {session_id!r} belongs to another user; {who} may not write to it")
 
 

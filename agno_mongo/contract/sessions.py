@@ -31,6 +31,7 @@ from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops.command import Plan
+from agno_mongo.schema.codec import decode_run, encode_run
 from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
 
 SESSION_SORT_FIELDS = {
@@ -263,10 +264,11 @@ class SessionContract:
         check_int("run_index", run_index, minimum=0)
         data = run_to_dict(run)
         key = (session_id, data["run_id"])
+        stored = dict(encode_run(data))
         yield from run_ops.upsert_run_plan(
             session_id,
             user_id,
-            data,
+            stored,
             get_run_type(run),
             now(),
             budget=self.max_runs_bytes,
@@ -281,7 +283,7 @@ class SessionContract:
         document = yield from run_ops.get_run(run_id)
         if not document or not document.get("runs"):
             return None
-        run = document["runs"][0]
+        run = decode_run(document["runs"][0])
         if not deserialize:
             return run_row(document["_id"], document.get("user_id"), run, None)
         return deserialize_run(None, run)
@@ -330,6 +332,8 @@ class SessionContract:
             limit=page_limit,
         )
         rows, total = yield from run_ops.runs_plan(pipeline, skip, page_limit, count=not deserialize)
+        for row in rows:
+            row["run_data"] = decode_run(row["run_data"])
         if deserialize:
             return [deserialize_run(None, row["run_data"]) for row in rows]
         return [run_row(r["session_id"], r.get("user_id"), r["run_data"], r.get("run_index")) for r in rows], total

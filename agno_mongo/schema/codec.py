@@ -353,8 +353,13 @@ class _Encoder:
 
     def moment(self, value: _dt.datetime | _dt.time, depth: int) -> dict[str, Any]:
         """A datetime or time: ISO text keeps every microsecond and the UTC offset; the tzinfo kind is added."""
-        doc = self.tagged("datetime" if type(value) is _dt.datetime else "time", value.isoformat(), depth)
         zone = value.tzinfo
+        if zone is not None and type(zone) is not _dt.timezone and type(zone) is not ZoneInfo:
+            raise _Refused(
+                f"tzinfo of type {type(zone).__name__} cannot be restored; use datetime.timezone or "
+                "zoneinfo.ZoneInfo (with a key)"
+            )
+        doc = self.tagged("datetime" if type(value) is _dt.datetime else "time", value.isoformat(), depth)
         if zone is not None:
             if type(zone) is _dt.timezone:
                 offset = zone.utcoffset(None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from agno.session import AgentSession, TeamSession, WorkflowSession
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.codec import CODEC_VERSION, MARKER, MAX_DEPTH, decode_fields, decode_run, encode
 
 SCHEMA_VERSION = 1
 """Bumped when the stored layout changes, so a migration can find old documents."""
@@ -21,6 +22,8 @@ MAX_ID_LENGTH = 1024
 
 IdStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 SessionTypeName = Literal["agent", "team", "workflow"]
+FREE_FORM = ("session_data", "agent_data", "team_data", "workflow_data", "metadata", "summary")
+"""Fields holding whatever agno or the user put there: stored through the codec (escaped where needed)."""
 AgnoSession = AgentSession | TeamSession | WorkflowSession
 
 
@@ -34,6 +37,11 @@ def check_id(name: str, value: object) -> str:
         raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidInputError(name, f"must be 1 to {MAX_ID_LENGTH} characters long")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(name, "must be valid Unicode text (it holds a lone surrogate)") from None
     return value
 
 
@@ -68,6 +76,7 @@ class SessionFields(BaseModel):
     summary: dict[str, Any] | None = None
     created_at: int | None = None
     updated_at: int | None = None
+    _stored: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_session(cls, session: object, *, name: str = "session") -> SessionFields:
@@ -85,14 +94,32 @@ class SessionFields(BaseModel):
         raw["session_type"] = session_type
         known = {key: raw.get(key) for key in cls.model_fields if key in raw}
         try:
-            return cls.model_validate(known)
+            fields = cls.model_validate(known)
         except ValidationError as error:
             _raise_invalid(error, prefix=f"{name}.")
             raise  # unreachable: _raise_invalid always raises
+        fields._stored = fields._encode(f"{name}.")
+        return fields
 
     def stored_fields(self) -> dict[str, Any]:
-        """Every field but the id and the timestamps, which the write plan decides."""
-        return self.model_dump(exclude={"session_id", "created_at", "updated_at"})
+        """Every field but the id and the timestamps (the write plan decides those), as stored.
+
+        Free-form fields go through the codec; ``_codec`` lists those a reader must decode (None
+        when none), and is rewritten whole because every free-form field is.
+        """
+        if self._stored is None:
+            self._stored = self._encode("")
+        return self._stored
+
+    def _encode(self, prefix: str) -> dict[str, Any]:
+        values = self.model_dump(exclude={"session_id", "created_at", "updated_at"})
+        marks: dict[str, int] = {}
+        for name in FREE_FORM:
+            values[name], changed = encode(values[name], prefix + name, max_depth=MAX_DEPTH - 1)
+            if changed:
+                marks[name] = CODEC_VERSION
+        values[MARKER] = marks or None
+        return values
 
 
 class SessionDocument(SessionFields):
@@ -106,8 +133,11 @@ class SessionDocument(SessionFields):
 
     @classmethod
     def from_mongo(cls, document: dict[str, Any]) -> SessionDocument:
-        """Validate a raw document; a malformed one raises instead of reaching the agent."""
-        return cls.model_validate(document)
+        """Decode and validate a raw document; a malformed one raises instead of reaching the agent."""
+        decoded = decode_fields(document)
+        if decoded.get("runs"):
+            decoded["runs"] = [decode_run(run, f"runs[{i}]") for i, run in enumerate(decoded["runs"])]
+        return cls.model_validate(decoded)
 
     def to_agno_dict(self) -> dict[str, Any]:
         """The dict agno's ``Session.from_dict`` expects (and what ``deserialize=False`` returns)."""
