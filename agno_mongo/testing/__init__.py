@@ -1,7 +1,7 @@
 """Test helpers: a MongoDB-compatible server to run against, and offline stand-ins for an LLM.
 
 ``mongodb_server()`` picks, in order: ``MONGODB_URI`` / ``MONGODB_URL`` from the environment; a testcontainers
-``mongo:7`` when a Docker engine answers; else the embedded mongoeco server (``EmbeddedServer``, Python >= 3.13).
+``mongo:7`` (``AGNO_MONGO_TEST_IMAGE``) when a Docker engine answers; else the embedded mongoeco server (``EmbeddedServer``, Python >= 3.13).
 Imports of submodules, docker, testcontainers and agno models happen on first use, so importing this package is cheap.
 """
 
@@ -32,11 +32,13 @@ __all__ = [
     "mongodb_server",
     "mongoeco_available",
     "server_is_reachable",
+    "start_container",
 ]
 
 ServerKind = Literal["env", "docker", "embedded"]
 ENV_VARS = ("MONGODB_URI", "MONGODB_URL")
-DOCKER_IMAGE = "mongo:7"
+DOCKER_IMAGE = os.environ.get("AGNO_MONGO_TEST_IMAGE", "").strip() or "mongo:7"
+"""Image testcontainers starts; ``AGNO_MONGO_TEST_IMAGE=mongo:8`` picks another."""
 
 _last_choice: ServerKind | None = None
 
@@ -114,16 +116,21 @@ def mongodb_server(*, path: str | os.PathLike[str] | None = None) -> Iterator[st
         yield server.url
 
 
+def start_container(image: str = DOCKER_IMAGE) -> Any:
+    """Start a testcontainers MongoDB ``image``; the caller stops it. Raises if it cannot start."""
+    try:
+        from testcontainers.community.mongodb import MongoDbContainer
+    except ImportError:  # testcontainers < 4.14
+        from testcontainers.mongodb import MongoDbContainer
+    container = MongoDbContainer(image)
+    container.start()
+    return container
+
+
 def _start_container() -> Any:
     """Start a testcontainers MongoDB, or warn and return None if that fails."""
     try:
-        try:
-            from testcontainers.community.mongodb import MongoDbContainer
-        except ImportError:  # testcontainers < 4.14
-            from testcontainers.mongodb import MongoDbContainer
-        container = MongoDbContainer(DOCKER_IMAGE)
-        container.start()
-        return container
+        return start_container(DOCKER_IMAGE)
     except Exception as e:  # any failure means "use the next option"
         warnings.warn(
             f"Docker answered but {DOCKER_IMAGE} did not start ({e!r}); using the embedded server", stacklevel=3
