@@ -1,14 +1,14 @@
 """A local dashboard over stored sessions: a searchable table, transcripts, runs and tokens per day.
 
 ``agno-mongo dashboard`` serves it; ``build_app(db)`` returns the FastAPI app for tests. It reads
-through the public ``MongoDb`` API only (``get_sessions``, ``get_session``, ``get_runs``), and binds
+through the public ``MongoDb`` API only (``get_sessions``, ``get_session``, ``calculate_metrics``,
+``get_metrics``), and binds
 to 127.0.0.1: it is a tool for the person at this machine, with no authentication.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from typing import Any, cast
 
 from agno_mongo.db import MongoDb
@@ -90,16 +90,22 @@ def transcript(db: MongoDb, session_id: str) -> dict[str, Any] | None:
 
 
 def daily_stats(db: MongoDb) -> list[dict[str, Any]]:
-    """Runs and tokens per day, oldest first, from the runs themselves."""
-    runs: dict[str, int] = defaultdict(int)
-    tokens: dict[str, int] = defaultdict(int)
-    rows, _ = cast(SessionPage, db.get_runs(deserialize=False))
-    for row in rows:
-        day = _day(row.get("created_at"))
-        if day is not None:
-            runs[day] += 1
-            tokens[day] += _tokens(row["run_data"])
-    return [{"day": day, "runs": runs[day], "tokens": tokens[day]} for day in sorted(runs)]
+    """Runs and tokens per day, oldest first, from agno's daily metrics (by session creation day).
+
+    ``calculate_metrics`` first brings them up to date: one aggregation covering the days not yet
+    computed plus today, so the chart costs the same with a thousand runs as with millions.
+    """
+    db.calculate_metrics()
+    records, _ = db.get_metrics()
+    out = []
+    for record in sorted(records, key=lambda r: str(r.get("date"))):
+        runs = sum(int(record.get(f"{kind}_runs_count") or 0) for kind in ("agent", "team", "workflow"))
+        token_metrics = record.get("token_metrics") or {}
+        if runs:
+            out.append(
+                {"day": str(record["date"]), "runs": runs, "tokens": int(token_metrics.get("total_tokens") or 0)}
+            )
+    return out
 
 
 def build_app(db: MongoDb) -> Any:

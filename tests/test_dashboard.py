@@ -48,7 +48,11 @@ def seed(db: MongoDb) -> None:
                 session_id=sid,
                 agent_id="assistant",
                 user_id="alice" if i < 2 else "bob",
-                session_data={"session_name": topic},
+                # what an Agent keeps there: the sum of its runs' metrics (agno's daily metrics read it)
+                session_data={
+                    "session_name": topic,
+                    "session_metrics": {"total_tokens": sum(10 * (j + 1) + 5 for j in range(i + 1))},
+                },
                 created_at=start + i * DAY,
             )
         )

@@ -1,7 +1,8 @@
 """Test helpers: a MongoDB-compatible server to run against, and offline stand-ins for an LLM.
 
 ``mongodb_server()`` picks, in order: ``MONGODB_URI`` / ``MONGODB_URL`` from the environment; a testcontainers
-``mongo:7`` (``AGNO_MONGO_TEST_IMAGE``) when a Docker engine answers; else the embedded mongoeco server (``EmbeddedServer``, Python >= 3.13).
+``mongo:7`` (or ``AGNO_MONGO_TEST_IMAGE``) when a Docker engine answers; else the embedded mongoeco server
+(``EmbeddedServer``, Python >= 3.13).
 Imports of submodules, docker, testcontainers and agno models happen on first use, so importing this package is cheap.
 """
 
