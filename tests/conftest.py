@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
-from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo import AsyncMongoDb, InvalidInputError, MongoDb
 from agno_mongo.testing.pytest_plugin import db_name, mongodb_url  # noqa: F401  (fixtures)
 
 FLAVOURS = ["pymongo", "pymongo-async", "motor"]
@@ -49,6 +49,15 @@ class Commands(monitoring.CommandListener):
 async def call(result: Any) -> Any:
     """Await a result if the class under test is async; lets one test body cover both classes."""
     return await result if inspect.isawaitable(result) else result
+
+
+async def assert_refused(store: Store, method: str, kwargs: dict[str, Any], field: str) -> None:
+    """``method(**kwargs)`` raises InvalidInputError naming ``field``, and no command reached the server."""
+    store.commands.clear()
+    with pytest.raises(InvalidInputError) as error:
+        await call(getattr(store.db, method)(**kwargs))
+    assert error.value.field == field
+    assert store.commands.names == []
 
 
 @dataclass

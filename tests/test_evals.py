@@ -12,9 +12,8 @@ from agno.db.schemas.evals import EvalFilterType, EvalRunRecord, EvalType
 from agno.os.routers.evals.schemas import EvalSchema
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo import InvalidInputError
 from agno_mongo.errors import EvalRunOwnershipError
-from tests.conftest import Store, call
+from tests.conftest import Store, assert_refused, call
 
 
 def record(run_id: str, eval_type: EvalType = EvalType.ACCURACY, **extra: Any) -> EvalRunRecord:
@@ -247,11 +246,7 @@ HOSTILE = {"$ne": None}
 async def test_hostile_input_is_refused_before_any_command(
     store: Store, method: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    store.commands.clear()
-    with pytest.raises(InvalidInputError) as error:
-        await call(getattr(store.db, method)(**kwargs))
-    assert error.value.field == field
-    assert store.commands.names == []
+    await assert_refused(store, method, kwargs, field)
 
 
 async def test_indexes_are_created_once(store: Store) -> None:

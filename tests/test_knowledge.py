@@ -17,9 +17,8 @@ from agno.knowledge.document import Document
 from agno.knowledge.knowledge import Knowledge
 from agno.vectordb.base import VectorDb
 
-from agno_mongo import InvalidInputError
 from agno_mongo.errors import KnowledgeOwnershipError
-from tests.conftest import Store, call
+from tests.conftest import Store, assert_refused, call
 
 
 def row(content_id: str, name: str = "note", user_id: str | None = "alice", **extra: Any) -> KnowledgeRow:
@@ -216,11 +215,7 @@ HOSTILE = {"$ne": None}
 async def test_hostile_input_is_refused_before_any_command(
     store: Store, method: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    store.commands.clear()
-    with pytest.raises(InvalidInputError) as error:
-        await call(getattr(store.db, method)(**kwargs))
-    assert error.value.field == field
-    assert store.commands.names == []
+    await assert_refused(store, method, kwargs, field)
 
 
 async def test_indexes_are_created_once(store: Store) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from agno_mongo import InvalidInputError
 from agno_mongo.errors import LearningOwnershipError
-from tests.conftest import Store, call
+from tests.conftest import Store, assert_refused, call
 
 
 async def put(store: Store, learning_id: str, learning_type: str = "user_profile", **kwargs: Any) -> None:
@@ -237,11 +236,7 @@ HOSTILE = {"$ne": None}
 async def test_hostile_input_is_refused_before_any_command(
     store: Store, method: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    store.commands.clear()
-    with pytest.raises(InvalidInputError) as error:
-        await call(getattr(store.db, method)(**kwargs))
-    assert error.value.field == field
-    assert store.commands.names == []
+    await assert_refused(store, method, kwargs, field)
 
 
 async def test_indexes_are_created_once(store: Store) -> None:

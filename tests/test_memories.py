@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from agno.db.schemas.memory import UserMemory
 
-from agno_mongo import InvalidInputError
-from tests.conftest import Store, call
+from tests.conftest import Store, assert_refused, call
 
 
 def memory(memory_id: str | None, text: str = "likes tea", user_id: str | None = "alice", **extra: Any) -> UserMemory:
@@ -266,11 +265,7 @@ HOSTILE = {"$ne": None}
 async def test_hostile_input_is_refused_before_any_command(
     store: Store, method: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    store.commands.clear()
-    with pytest.raises(InvalidInputError) as error:
-        await call(getattr(store.db, method)(**kwargs))
-    assert error.value.field == field
-    assert store.commands.names == []
+    await assert_refused(store, method, kwargs, field)
 
 
 async def test_indexes_are_created_once(store: Store) -> None:

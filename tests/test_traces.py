@@ -27,7 +27,7 @@ from agno.tracing.schemas import Span, Trace  # noqa: E402
 from agno_mongo import InvalidInputError, MongoDb  # noqa: E402
 from agno_mongo.ops import traces as ops  # noqa: E402
 from agno_mongo.schema.traces import TraceFields  # noqa: E402
-from tests.conftest import Store, call  # noqa: E402
+from tests.conftest import Store, assert_refused, call  # noqa: E402
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CONTEXT = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
@@ -497,11 +497,7 @@ async def test_a_trace_part_naming_another_user_is_refused(store: Store) -> None
 async def test_bad_arguments_are_refused_before_any_command(
     store: Store, method: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    store.commands.clear()
-    with pytest.raises(InvalidInputError) as error:
-        await call(getattr(store.db, method)(**kwargs))
-    assert error.value.field == field
-    assert store.commands.names == []
+    await assert_refused(store, method, kwargs, field)
 
 
 async def test_bad_traces_and_spans_are_refused_before_any_command(store: Store) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from agno.db.schemas.evals import EvalRunRecord
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "EvalDocument", "EvalFields", "EvalTypeName", "eval_out"]
 
@@ -45,11 +45,7 @@ class EvalFields(BaseModel):
         raw = {key: getattr(record, key, None) for key in cls.model_fields}
         eval_type = raw["eval_type"]
         raw["eval_type"] = getattr(eval_type, "value", eval_type)  # EvalType is a str enum; store its value
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            _raise_invalid(error, prefix=f"{name}.")
-            raise  # unreachable: _raise_invalid always raises
+        return validated(cls, raw, f"{name}.")
 
     def stored_fields(self) -> dict[str, Any]:
         """Every field as stored, ``run_id`` included (agno's rows and AgentOS read it)."""

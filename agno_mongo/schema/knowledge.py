@@ -11,10 +11,10 @@ from enum import Enum
 from typing import Any
 
 from agno.db.schemas.knowledge import KnowledgeRow
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "KnowledgeDocument", "KnowledgeFields", "knowledge_out"]
 
@@ -49,11 +49,7 @@ class KnowledgeFields(BaseModel):
             raise InvalidInputError(name, f"must be an agno KnowledgeRow, got {type(row).__name__}")
         raw = {key: getattr(row, key, None) for key in cls.model_fields}
         raw = {key: value.value if isinstance(value, Enum) else value for key, value in raw.items()}
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            _raise_invalid(error, prefix=f"{name}.")
-            raise  # unreachable: _raise_invalid always raises
+        return validated(cls, raw, f"{name}.")
 
     def stored_fields(self) -> dict[str, Any]:
         """Every field but ``created_at``, which the write plan decides (kept from the first write

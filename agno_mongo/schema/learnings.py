@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "LearningDocument", "LearningFields"]
 
@@ -36,11 +36,7 @@ class LearningFields(BaseModel):
     @classmethod
     def build(cls, **values: Any) -> LearningFields:
         """Validate keyword arguments, naming the first bad one in :class:`InvalidInputError`."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            _raise_invalid(error)
-            raise  # unreachable: _raise_invalid always raises
+        return validated(cls, values)
 
     def stored_fields(self) -> dict[str, Any]:
         """Every field as stored, the id included (agno's rows carry ``learning_id``)."""

@@ -11,10 +11,10 @@ import uuid
 from typing import Any
 
 from agno.db.schemas.memory import UserMemory
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "MemoryDocument", "MemoryFields"]
 
@@ -45,11 +45,7 @@ class MemoryFields(BaseModel):
         if not isinstance(memory.memory, str | dict):
             raise InvalidInputError(f"{name}.memory", f"must be a string or dict, got {type(memory.memory).__name__}")
         raw = {key: getattr(memory, key) for key in cls.model_fields}
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            _raise_invalid(error, prefix=f"{name}.")
-            raise  # unreachable: _raise_invalid always raises
+        return validated(cls, raw, f"{name}.")
 
     def stored_fields(self) -> dict[str, Any]:
         """Every field but the id and the timestamps, which the write plan decides."""

@@ -7,7 +7,8 @@ side and an unexpected stored shape is caught on the way out.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
 from agno.session import AgentSession, TeamSession, WorkflowSession
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
@@ -50,10 +51,17 @@ def check_optional_id(name: str, value: object) -> str | None:
     return None if value is None else check_id(name, value)
 
 
-def _raise_invalid(error: ValidationError, prefix: str = "") -> None:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "value"
-    raise InvalidInputError(prefix + field, first["msg"]) from None
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(cls: type[Model], raw: Mapping[str, Any], prefix: str = "") -> Model:
+    """``cls.model_validate(raw)``; the first problem becomes an ``InvalidInputError`` naming its field."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "value"
+        raise InvalidInputError(prefix + field, first["msg"]) from None
 
 
 class SessionFields(BaseModel):
@@ -93,11 +101,7 @@ class SessionFields(BaseModel):
         raw = session.to_dict(include_runs=False)
         raw["session_type"] = session_type
         known = {key: raw.get(key) for key in cls.model_fields if key in raw}
-        try:
-            fields = cls.model_validate(known)
-        except ValidationError as error:
-            _raise_invalid(error, prefix=f"{name}.")
-            raise  # unreachable: _raise_invalid always raises
+        fields = validated(cls, known, f"{name}.")
         fields._stored = fields._encode(f"{name}.")
         return fields
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, _raise_invalid
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 if TYPE_CHECKING:
     from agno.tracing.schemas import Span, Trace
@@ -44,14 +44,6 @@ CONTEXT_FIELDS = ("run_id", "session_id", "user_id", "agent_id", "team_id", "wor
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime: PyMongo returns naive UTC unless the client is ``tz_aware``."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _validate(cls: type[BaseModel], raw: dict[str, Any], name: str) -> Any:
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as error:
-        _raise_invalid(error, prefix=f"{name}.")
-        raise  # unreachable: _raise_invalid always raises
 
 
 class TraceFields(BaseModel):
@@ -93,7 +85,7 @@ class TraceFields(BaseModel):
         for key in CONTEXT_FIELDS:
             if raw[key] == "":
                 raw[key] = None
-        fields: TraceFields = _validate(cls, raw, name)
+        fields = validated(cls, raw, f"{name}.")
         return fields
 
 
@@ -127,7 +119,7 @@ class SpanFields(BaseModel):
             raw["parent_span_id"] = None
         if raw["attributes"] is None:
             raw["attributes"] = {}
-        fields: SpanFields = _validate(cls, raw, name)
+        fields = validated(cls, raw, f"{name}.")
         for key in fields.attributes:
             if "\0" in key:
                 raise InvalidInputError(f"{name}.attributes", f"key {key!r} contains a NUL character")
