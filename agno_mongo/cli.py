@@ -500,7 +500,7 @@ def iter_sessions(
 
 def overflow_probe(db: MongoDb) -> Callable[[list[str]], set[str]]:
     """A function telling which of some session ids have overflow documents (no command when none exist)."""
-    overflow = db.database[db._names["overflow"]]
+    overflow = db.database[db.collection_names["overflow"]]
     if not overflow.estimated_document_count():
         return lambda session_ids: set()
     return lambda session_ids: set(overflow.distinct("session_id", {"session_id": {"$in": session_ids}}))
@@ -919,7 +919,7 @@ def index_report(db: MongoDb) -> list[dict[str, Any]]:
     existing = set(db.database.list_collection_names())
     report = []
     for role, models in INDEXES.items():
-        name = db._names[role]
+        name = db.collection_names[role]
         present: dict[str, dict[str, Any]] = {}
         if name in existing:
             present = {index["name"]: plain_key(index["key"]) for index in db.database[name].list_indexes()}

@@ -85,6 +85,11 @@ class _Settings:
     _names: dict[str, str]
     _run_hints: RunHints
 
+    @property
+    def collection_names(self) -> dict[str, str]:
+        """Collection name per role ("sessions", "overflow", "memories", ...), for tools that read raw."""
+        return dict(self._names)
+
 
 def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any]) -> None:
     """The constructor work both classes share: check the arguments, name the collections."""
