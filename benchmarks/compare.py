@@ -34,13 +34,11 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bson
 from agno.agent import Agent
 from agno.db.mongo import AsyncMongoDb as AgnoAsyncMongoDb
 from agno.db.mongo import MongoDb as AgnoMongoDb
@@ -50,13 +48,17 @@ from agno.models.openai import OpenAIChat
 from agno.run.agent import RunInput, RunOutput
 from agno.run.base import RunStatus
 from agno.session import AgentSession
-from pymongo import AsyncMongoClient, MongoClient, monitoring
+from pymongo import AsyncMongoClient, MongoClient
 
 from agno_mongo import AsyncMongoDb, MongoDb
 
+try:
+    from benchmarks.traffic import Traffic
+except ImportError:  # run as a script: this folder is on sys.path, the repository root is not
+    from traffic import Traffic  # type: ignore[no-redef]
+
 OURS = "agno-mongo"
 AGNO = "agno MongoDb"
-QUIET = {"hello", "isMaster", "ismaster", "ping", "endSessions"}
 USER = "user-1"
 AGENT_ID = "analyst"
 LIST_SESSIONS = 20
@@ -82,45 +84,6 @@ class Settings:
 
 
 # --- measuring ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Traffic(monitoring.CommandListener):
-    """Commands and BSON bytes each way while ``on``; the handshake and pings are left out."""
-
-    on: bool = False
-    commands: int = 0
-    sent: int = 0
-    received: int = 0
-    names: list[str] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on and event.command_name not in QUIET:
-            self.commands += 1
-            self.sent += len(bson.encode(event.command))
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if self.on and event.command_name not in QUIET:
-            self.received += len(bson.encode(event.reply))
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def reset(self) -> None:
-        self.commands = self.sent = self.received = 0
-        self.names = []
-
-    def snapshot(self) -> list[str]:
-        return list(self.names)
-
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        self.on = True
-        try:
-            yield
-        finally:
-            self.on = False
 
 
 @dataclass

@@ -22,8 +22,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -34,15 +32,19 @@ from agno.run.agent import RunOutput
 from agno.run.base import RunStatus
 from agno.run.team import TeamRunOutput
 from agno.run.workflow import WorkflowRunOutput
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 from agno_mongo import MongoDb
 from agno_mongo.schema.session import SCHEMA_VERSION
 
+try:
+    from benchmarks.traffic import Traffic
+except ImportError:  # run as a script: this folder is on sys.path, the repository root is not
+    from traffic import Traffic  # type: ignore[no-redef]
+
 DAY = 86400
 BATCH = 500
 MODELS = [("gpt-4o", "OpenAI"), ("gpt-4o-mini", "OpenAI"), ("claude-sonnet-4", "Anthropic"), ("gemini-2.5", "Google")]
-QUIET = {"hello", "isMaster", "ismaster", "ping", "endSessions"}
 PATIENT: dict[str, Any] = {"connectTimeoutMS": 600_000, "serverSelectionTimeoutMS": 600_000}
 """The embedded server answers nothing while it works through a long command; without patience
 the driver's monitor gives up on it (its ``hello`` times out) and cancels the command in flight."""
@@ -50,37 +52,6 @@ the driver's monitor gives up on it (its ``hello`` times out) and cancels the co
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Traffic(monitoring.CommandListener):
-    """Commands and BSON bytes each way while ``on``; the handshake and pings are left out."""
-
-    on: bool = False
-    commands: int = 0
-    sent: int = 0
-    received: int = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on and event.command_name not in QUIET:
-            self.commands += 1
-            self.sent += len(bson.encode(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if self.on and event.command_name not in QUIET:
-            self.received += len(bson.encode(event.reply))
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        self.commands = self.sent = self.received = 0
-        self.on = True
-        try:
-            yield
-        finally:
-            self.on = False
 
 
 # --- the data -----------------------------------------------------------------------------------
@@ -217,6 +188,7 @@ def comparable(records: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def measure(name: str, phase: str, traffic: Traffic, calculate: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+    traffic.reset()
     with traffic.counting():
         cpu, wall = time.process_time(), time.perf_counter()
         records = calculate()
