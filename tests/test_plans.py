@@ -52,13 +52,13 @@ def test_new_run_is_one_guarded_push() -> None:
         "runs.run_id": {"$ne": "r1"},
         "runs_bytes": {"$not": {"$gt": BUDGET - runs.bson_size(RUN)}},
     }
-    assert push.kwargs["update"]["$push"] == {"runs": RUN}
+    assert dict(push.kwargs["update"]["$push"]["runs"]) == RUN  # encoded once, sent as raw BSON
 
 
 def test_known_run_is_one_positional_set() -> None:
     plan = runs.upsert_run_plan("s1", "alice", RUN, "agent", 100, budget=BUDGET, likely_exists=True)
     commands, new = drive(plan, [matched(1)])
-    assert new is False and [c.kwargs["update"].get("$set", {}).get("runs.$") for c in commands] == [RUN]
+    assert new is False and [dict(c.kwargs["update"]["$set"]["runs.$"]) for c in commands] == [RUN]
 
 
 def test_push_refused_then_set_lands_means_the_run_existed() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
@@ -29,12 +30,25 @@ def bson_size(document: dict[str, Any]) -> int:
     return len(bson.encode(document))
 
 
+def encoded(run: dict[str, Any]) -> RawBSONDocument:
+    """The run encoded once: its size is known and the driver sends these bytes as they are."""
+    return RawBSONDocument(bson.encode(run))
+
+
 def fits(budget: int, size: int) -> dict[str, Any]:
     """Filter clause: the session's runs plus ``size`` more bytes stay within ``budget``."""
     return {"runs_bytes": {"$not": {"$gt": budget - size}}}
 
 
-def set_run(session_id: str, user_id: str | None, run: dict[str, Any], now: int, size: int, budget: int) -> Command:
+def set_run(
+    session_id: str,
+    user_id: str | None,
+    run_id: str,
+    run: dict[str, Any] | RawBSONDocument,
+    now: int,
+    size: int,
+    budget: int,
+) -> Command:
     """Replace one existing run in place: positional ``$set`` of ``runs.$``.
 
     ``runs_bytes`` grows by the new size without subtracting the old one: an overestimate, which
@@ -44,7 +58,7 @@ def set_run(session_id: str, user_id: str | None, run: dict[str, Any], now: int,
         SESSIONS,
         "update_one",
         {
-            "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": run["run_id"], **fits(budget, size)},
+            "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": run_id, **fits(budget, size)},
             "update": {
                 "$set": {"runs.$": run, "updated_at": now},
                 "$inc": {"runs_bytes": size},
@@ -55,7 +69,15 @@ def set_run(session_id: str, user_id: str | None, run: dict[str, Any], now: int,
 
 
 def push_run(
-    session_id: str, user_id: str | None, run: dict[str, Any], run_type: str, now: int, size: int, budget: int
+    session_id: str,
+    user_id: str | None,
+    run_id: str,
+    run: dict[str, Any] | RawBSONDocument,
+    component_id: str | None,
+    run_type: str,
+    now: int,
+    size: int,
+    budget: int,
 ) -> Command:
     """Append a new run, creating the session if needed; a retry of the same run matches nothing."""
     on_insert: dict[str, Any] = {
@@ -65,7 +87,6 @@ def push_run(
         "created_at": now,
         "schema_version": SCHEMA_VERSION,
     }
-    component_id = run.get(f"{run_type}_id")
     if component_id is not None:
         on_insert[f"{run_type}_id"] = component_id
     return Command(
@@ -75,7 +96,7 @@ def push_run(
             "filter": {
                 "_id": session_id,
                 **owner_filter(user_id),
-                "runs.run_id": {"$ne": run["run_id"]},
+                "runs.run_id": {"$ne": run_id},
                 **fits(budget, size),
             },
             "update": {
@@ -107,15 +128,17 @@ def upsert_run_plan(
     When neither lands, one read tells why: another owner (refused), the run lives in an overflow
     document (replaced there), or the session is full (old runs move out, then try again).
     """
-    size = bson_size(run)
+    run_id = run["run_id"]
+    body = encoded(run)
+    size = len(body.raw)
     if size > budget:
-        raise RunTooLargeError(f"run {run['run_id']!r} is {size} bytes; one session document holds at most {budget}")
-    replace = set_run(session_id, user_id, run, now, size, budget)
+        raise RunTooLargeError(f"run {run_id!r} is {size} bytes; one session document holds at most {budget}")
+    replace = set_run(session_id, user_id, run_id, body, now, size, budget)
     if likely_exists and (yield replace).matched_count:
         return False
     for _ in range(MAX_ROUNDS):
         try:
-            yield push_run(session_id, user_id, run, run_type, now, size, budget)
+            yield push_run(session_id, user_id, run_id, body, run.get(f"{run_type}_id"), run_type, now, size, budget)
             return True
         except DuplicateKeyError:
             pass
@@ -138,14 +161,14 @@ def upsert_run_plan(
                 OVERFLOW,
                 "update_one",
                 {
-                    "filter": {"session_id": session_id, "runs.run_id": run["run_id"]},
-                    "update": {"$set": {"runs.$": run}},
+                    "filter": {"session_id": session_id, "runs.run_id": run_id},
+                    "update": {"$set": {"runs.$": body}},
                 },
             )
             if moved.matched_count:
                 return False
-        yield from spill(session_id, state, size, budget, keep=run["run_id"])
-    raise RuntimeError(f"run {run['run_id']!r} could not be saved in session {session_id!r} after {MAX_ROUNDS} rounds")
+        yield from spill(session_id, state, size, budget, keep=run_id)
+    raise RuntimeError(f"run {run_id!r} could not be saved in session {session_id!r} after {MAX_ROUNDS} rounds")
 
 
 def spill(session_id: str, state: dict[str, Any], incoming: int, budget: int, *, keep: str) -> Plan[None]:

@@ -14,7 +14,15 @@ from agno.session import AgentSession, TeamSession, WorkflowSession
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.codec import CODEC_VERSION, MARKER, MAX_DEPTH, decode_fields, decode_run, encode
+from agno_mongo.schema.codec import (
+    CODEC_VERSION,
+    MARKER,
+    MAX_DEPTH,
+    CorruptValueError,
+    decode_fields,
+    decode_run,
+    encode,
+)
 
 SCHEMA_VERSION = 1
 """Bumped when the stored layout changes, so a migration can find old documents."""
@@ -137,15 +145,23 @@ class SessionDocument(SessionFields):
 
     @classmethod
     def from_mongo(cls, document: dict[str, Any]) -> SessionDocument:
-        """Decode and validate a raw document; a malformed one raises instead of reaching the agent."""
+        """Decode and validate a raw document; a malformed one raises instead of reaching the agent.
+
+        Runs are checked to be documents but not copied through Pydantic: they are most of the
+        bytes, and agno validates them itself when it builds its run objects.
+        """
         decoded = decode_fields(document)
-        if decoded.get("runs"):
-            decoded["runs"] = [decode_run(run, f"runs[{i}]") for i, run in enumerate(decoded["runs"])]
-        return cls.model_validate(decoded)
+        runs = decoded.pop("runs", None) or []
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+            raise CorruptValueError("runs", "expected an array of run documents")
+        session = cls.model_validate(decoded)
+        session.runs = [decode_run(run, f"runs[{i}]") for i, run in enumerate(runs)]
+        return session
 
     def to_agno_dict(self) -> dict[str, Any]:
         """The dict agno's ``Session.from_dict`` expects (and what ``deserialize=False`` returns)."""
-        out = self.model_dump(exclude={"id", "schema_version"})
+        out = self.model_dump(exclude={"id", "schema_version", "runs"})
+        out["runs"] = self.runs
         return out
 
 
