@@ -17,7 +17,7 @@ from agno_mongo.errors import EvalRunOwnershipError, InvalidInputError
 from agno_mongo.ops import evals as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.ops.sessions import page_of
-from agno_mongo.schema.evals import EvalDocument, EvalFields, eval_out
+from agno_mongo.schema.evals import EvalFields, eval_out, eval_row
 
 EVAL_SORT_FIELDS = {
     "run_id",
@@ -88,7 +88,7 @@ class EvalContract:
         """One run by id as its row dict (agno's adapter offers this too; unscoped)."""
         check_id("eval_run_id", eval_run_id)
         document = yield ops.get_eval_run(eval_run_id, None)
-        return None if document is None else EvalDocument.model_validate(document).to_agno_dict()
+        return None if document is None else eval_row(document)
 
     def get_eval_runs(
         self,

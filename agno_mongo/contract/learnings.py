@@ -17,6 +17,7 @@ from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.ops.sessions import page_of
+from agno_mongo.schema.codec import decode_fields
 from agno_mongo.schema.learnings import LearningFields, learning_out
 
 LEARNING_SORT_FIELDS = {
@@ -111,7 +112,7 @@ class LearningContract:
             entity_type=entity_type,
         )
         document = yield ops.get_learning(ops.learning_filter(values))
-        return None if document is None else {"content": document.get("content")}
+        return None if document is None else {"content": decode_fields(document).get("content")}
 
     def upsert_learning(
         self,

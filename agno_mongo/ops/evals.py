@@ -61,9 +61,12 @@ def stored_record(fields: EvalFields, now: int) -> dict[str, Any]:
 
 
 def same_record(stored: dict[str, Any], fields: EvalFields) -> bool:
-    """Whether a stored run holds exactly this record (compared as BSON gives it back)."""
-    sent = bson.decode(bson.encode(fields.stored_fields()))
-    return all(stored.get(key) == value for key, value in sent.items())
+    """Whether a stored run holds exactly this record, field by field as BSON bytes (so NaN equals
+    NaN and 0.0 differs from -0.0, as they are stored)."""
+    return all(
+        bson.encode({"v": stored.get(key)}) == bson.encode({"v": value})
+        for key, value in fields.stored_fields().items()
+    )
 
 
 def create_eval_run_plan(fields: EvalFields, now: int) -> Plan[None]:

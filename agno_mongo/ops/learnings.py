@@ -14,7 +14,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.sessions import owner_filter
-from agno_mongo.schema.learnings import SCHEMA_VERSION, LearningFields
+from agno_mongo.schema.codec import MARKER
+from agno_mongo.schema.learnings import SCHEMA_VERSION, LearningFields, learning_free_form
 
 LEARNINGS = "learnings"
 
@@ -73,7 +74,8 @@ def upsert_learning(fields: LearningFields, now: int) -> Command:
 
 def get_learning(query: dict[str, Any]) -> Command:
     """One ``find``: the newest matching record's ``content`` only."""
-    return Command(LEARNINGS, "find_one", {"filter": query, "sort": NEWEST_FIRST, "projection": {"content": True}})
+    projection = {"content": True, MARKER: True}
+    return Command(LEARNINGS, "find_one", {"filter": query, "sort": NEWEST_FIRST, "projection": projection})
 
 
 def get_learning_by_id(learning_id: str) -> Command:
@@ -96,7 +98,7 @@ def update_learning(learning_id: str, content: dict[str, Any], metadata: dict[st
         "update_one",
         {
             "filter": {"_id": learning_id},
-            "update": {"$set": {"content": content, "metadata": metadata, "updated_at": now}},
+            "update": {"$set": {**learning_free_form(content, metadata), "updated_at": now}},
         },
     )
 

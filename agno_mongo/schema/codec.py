@@ -69,6 +69,7 @@ __all__ = [
     "decode_run",
     "encode",
     "encode_fields",
+    "encode_free_form",
     "encode_run",
     "escape_key",
     "needs_decode",
@@ -585,6 +586,22 @@ def encode_fields(
         else:
             to_unset[f"{MARKER}.{name}"] = ""
     return to_set, to_unset
+
+
+def encode_free_form(values: dict[str, Any], names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+    """``values`` with the free-form fields ``names`` encoded in place, and ``MARKER`` set to the
+    ones a reader must decode (None when none).
+
+    For writes that rewrite every free-form field of a document at once, so the marker is rewritten
+    whole too; :func:`decode_fields` undoes it on read.
+    """
+    marks: dict[str, int] = {}
+    for name in names:
+        values[name], changed = encode(values.get(name), prefix + name, max_depth=MAX_DEPTH - 1)
+        if changed:
+            marks[name] = CODEC_VERSION
+    values[MARKER] = marks or None
+    return values
 
 
 def decode_fields(stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ``EvalFields`` is what ``create_eval_run`` may store (strict: a wrong type is refused before any
 command); ``EvalDocument`` is what a read gets back (validated, so a malformed stored document raises
-instead of reaching AgentOS). ``eval_data`` and ``eval_input`` stay native BSON subdocuments.
+instead of reaching AgentOS). ``eval_data`` and ``eval_input`` stay native BSON subdocuments, escaped
+by the codec (``agno_mongo.schema.codec``) only where MongoDB could not hold them as they are.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from agno.db.schemas.evals import EvalRunRecord
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.codec import decode_fields, encode_free_form
 from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
-__all__ = ["SCHEMA_VERSION", "EvalDocument", "EvalFields", "EvalTypeName", "eval_out"]
+__all__ = ["SCHEMA_VERSION", "EvalDocument", "EvalFields", "EvalTypeName", "eval_out", "eval_row"]
 
 EvalTypeName = Literal["accuracy", "agent_as_judge", "performance", "reliability"]
 
@@ -48,8 +50,9 @@ class EvalFields(BaseModel):
         return validated(cls, raw, f"{name}.")
 
     def stored_fields(self) -> dict[str, Any]:
-        """Every field as stored, ``run_id`` included (agno's rows and AgentOS read it)."""
-        return self.model_dump()
+        """Every field as stored, ``run_id`` included (agno's rows and AgentOS read it); the two
+        free-form fields go through the codec."""
+        return encode_free_form(self.model_dump(), ("eval_data", "eval_input"), "eval_run.")
 
 
 class EvalDocument(EvalFields):
@@ -68,7 +71,12 @@ class EvalDocument(EvalFields):
         return self.model_dump(exclude={"id", "schema_version"})
 
 
+def eval_row(document: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as agno's row dict: decoded and validated."""
+    return EvalDocument.model_validate(decode_fields(document)).to_agno_dict()
+
+
 def eval_out(document: dict[str, Any], deserialize: bool | None) -> EvalRunRecord | dict[str, Any]:
     """A stored document as agno wants it: an ``EvalRunRecord`` or its row dict."""
-    row = EvalDocument.model_validate(document).to_agno_dict()
+    row = eval_row(document)
     return EvalRunRecord.model_validate(row) if deserialize else row

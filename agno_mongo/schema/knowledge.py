@@ -2,7 +2,8 @@
 
 ``KnowledgeFields`` is what ``upsert_knowledge_content`` may store (strict: a wrong type is refused
 before any command); ``KnowledgeDocument`` is what a read gets back (validated on the way out).
-``metadata`` stays a native BSON subdocument. ``user_id`` is the uploader; ``None`` means shared.
+``metadata`` stays a native BSON subdocument (escaped by the codec only where it must be).
+``user_id`` is the uploader; ``None`` means shared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from agno.db.schemas.knowledge import KnowledgeRow
 from pydantic import BaseModel, ConfigDict
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.codec import decode_fields, encode_free_form
 from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "KnowledgeDocument", "KnowledgeFields", "knowledge_out"]
@@ -54,7 +56,7 @@ class KnowledgeFields(BaseModel):
     def stored_fields(self) -> dict[str, Any]:
         """Every field but ``created_at``, which the write plan decides (kept from the first write
         unless the row names one)."""
-        return self.model_dump(exclude={"created_at"})
+        return encode_free_form(self.model_dump(exclude={"created_at"}), ("metadata",), "knowledge_row.")
 
 
 class KnowledgeDocument(KnowledgeFields):
@@ -73,4 +75,4 @@ def knowledge_out(document: dict[str, Any]) -> KnowledgeRow:
     """A stored document as agno's ``KnowledgeRow``, validated on the way out."""
     if "id" not in document:
         document = {**document, "id": document.get("_id")}
-    return KnowledgeDocument.model_validate(document).to_row()
+    return KnowledgeDocument.model_validate(decode_fields(document)).to_row()

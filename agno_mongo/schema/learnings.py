@@ -11,13 +11,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agno_mongo.schema.codec import decode_fields, encode_free_form
 from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
-__all__ = ["SCHEMA_VERSION", "LearningDocument", "LearningFields"]
+__all__ = ["SCHEMA_VERSION", "LearningDocument", "LearningFields", "learning_free_form", "learning_out"]
+
+
+FREE_FORM = ("content", "metadata")
+"""Fields holding whatever agno's learning stores put there: stored through the codec."""
 
 
 class LearningFields(BaseModel):
-    """The fields ``upsert_learning`` stores; ``content`` and ``metadata`` stay native subdocuments."""
+    """The fields ``upsert_learning`` stores; ``content`` and ``metadata`` stay native subdocuments
+    (escaped by the codec only where MongoDB could not hold them as they are)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -40,7 +46,7 @@ class LearningFields(BaseModel):
 
     def stored_fields(self) -> dict[str, Any]:
         """Every field as stored, the id included (agno's rows carry ``learning_id``)."""
-        return self.model_dump()
+        return encode_free_form(self.model_dump(), FREE_FORM)
 
 
 class LearningDocument(LearningFields):
@@ -58,6 +64,11 @@ class LearningDocument(LearningFields):
         return self.model_dump(exclude={"id", "schema_version"})
 
 
+def learning_free_form(content: dict[str, Any], metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """``content``, ``metadata`` and the codec marker as ``update_learning`` sets them."""
+    return encode_free_form({"content": content, "metadata": metadata}, FREE_FORM)
+
+
 def learning_out(document: dict[str, Any]) -> dict[str, Any]:
     """A stored document as the dict agno returns, validated on the way out."""
-    return LearningDocument.model_validate(document).to_agno_dict()
+    return LearningDocument.model_validate(decode_fields(document)).to_agno_dict()

@@ -14,6 +14,7 @@ from agno.db.schemas.memory import UserMemory
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.codec import decode_fields, encode_free_form
 from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
 
 __all__ = ["SCHEMA_VERSION", "MemoryDocument", "MemoryFields"]
@@ -48,8 +49,10 @@ class MemoryFields(BaseModel):
         return validated(cls, raw, f"{name}.")
 
     def stored_fields(self) -> dict[str, Any]:
-        """Every field but the id and the timestamps, which the write plan decides."""
-        return self.model_dump(exclude={"memory_id", "created_at", "updated_at"})
+        """Every field but the id and the timestamps, which the write plan decides; a dict
+        ``memory`` goes through the codec (``agno_mongo.schema.codec``), like session fields."""
+        values = self.model_dump(exclude={"memory_id", "created_at", "updated_at"})
+        return encode_free_form(values, ("memory",), "memory.")
 
 
 class MemoryDocument(MemoryFields):
@@ -67,5 +70,5 @@ class MemoryDocument(MemoryFields):
 
 def memory_out(document: dict[str, Any], deserialize: bool | None) -> UserMemory | dict[str, Any]:
     """A stored document as agno wants it: a ``UserMemory`` or its dict."""
-    record = MemoryDocument.model_validate(document).to_agno_dict()
+    record = MemoryDocument.model_validate(decode_fields(document)).to_agno_dict()
     return UserMemory.from_dict(record) if deserialize else record

@@ -15,13 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.schema.codec import (
-    CODEC_VERSION,
-    MARKER,
-    MAX_DEPTH,
     CorruptValueError,
     decode_fields,
     decode_run,
-    encode,
+    encode_free_form,
 )
 
 SCHEMA_VERSION = 1
@@ -125,13 +122,7 @@ class SessionFields(BaseModel):
 
     def _encode(self, prefix: str) -> dict[str, Any]:
         values = self.model_dump(exclude={"session_id", "created_at", "updated_at"})
-        marks: dict[str, int] = {}
-        for name in FREE_FORM:
-            values[name], changed = encode(values[name], prefix + name, max_depth=MAX_DEPTH - 1)
-            if changed:
-                marks[name] = CODEC_VERSION
-        values[MARKER] = marks or None
-        return values
+        return encode_free_form(values, FREE_FORM, prefix)
 
 
 class SessionDocument(SessionFields):
