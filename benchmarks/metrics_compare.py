@@ -237,7 +237,9 @@ def compare(url: str, n_sessions: int) -> list[dict[str, Any]]:
         for phase in ("first (all days)", "again (today)"):
             log(f"calculate_metrics, {phase} ...")
             mine_row, mine = measure("agno-mongo", phase, traffic["ours"], ours.calculate_metrics)
+            log(f"  {mine_row}")  # each row as soon as it is measured: agno's pass can take very long
             theirs_row, theirs = measure("agno MongoDb", phase, traffic["agno"], agno.calculate_metrics)
+            log(f"  {theirs_row}")
             same = comparable(mine) == comparable(theirs)
             rows += [{**mine_row, "same_records": same}, {**theirs_row, "same_records": same}]
         return rows
