@@ -21,6 +21,7 @@ import random
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -203,6 +204,7 @@ def measure(name: str, phase: str, traffic: Traffic, calculate: Callable[[], Any
         "client_cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3),
         "records": len(records or []),
+        "command_names": ", ".join(f"{name} x{count}" for name, count in Counter(traffic.names).most_common()),
     }
     return row, records
 
@@ -230,7 +232,8 @@ def compare(url: str, n_sessions: int) -> list[dict[str, Any]]:
         insert_batches(raw[names["agno"]][agno.runs_table_name], agno_runs)
         log(f"seeded {n_sessions} sessions into each store in {time.perf_counter() - started:.0f} s")
         for db in (ours, agno):  # each store creates its collections and indexes before the measurement
-            db.get_session("warm-up", SessionType.AGENT)  # a point read: a listing sorts every session
+            # a point read: a listing sorts every session. agno's get_session opens its runs collection too.
+            db.get_session("warm-up", SessionType.AGENT)
             db.get_metrics()
 
         rows: list[dict[str, Any]] = []
@@ -258,6 +261,9 @@ def print_table(rows: list[dict[str, Any]], n_sessions: int) -> None:
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    print("commands sent:")
+    for row in rows:
+        print(f"  {row['phase']}, {row['store']}: {row['command_names']}")
 
 
 def main() -> None:
