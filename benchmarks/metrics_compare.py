@@ -210,13 +210,22 @@ def measure(name: str, phase: str, traffic: Traffic, calculate: Callable[[], Any
     return row, records
 
 
-def compare(url: str, n_sessions: int, stores: tuple[str, ...] = STORES) -> list[dict[str, Any]]:
+def compare(
+    url: str, n_sessions: int, stores: tuple[str, ...] = STORES, *, plain_unique_indexes: bool = False
+) -> list[dict[str, Any]]:
     """Seed the stores with the same ``n_sessions`` sessions, calculate metrics on each; the table rows.
 
     After seeding, each store creates its collections and indexes (one cheap read each), so the
     numbers are a steady-state calculation, not index creation. With both stores, each row also says
     whether they produced the same records (ids and timestamps aside). ``stores`` may name one of
     ``"ours"`` and ``"agno"`` alone (see ``--stores``).
+
+    ``plain_unique_indexes`` is for the embedded server: mongoeco builds a unique index by comparing
+    every pair of documents (17 s for 2,000 documents here, most of an hour for agno's 25,000 runs
+    at 10,000 sessions), so agno's two unique indexes on seeded data (``session_id_1``, ``run_id_1``)
+    are built first as plain indexes under agno's own names. agno's ``create_index(unique=True)``
+    then meets a conflicting definition, logs a warning and goes on, as it does on any legacy
+    collection. Uniqueness plays no part in what is measured (reads and the metrics upserts).
     """
     suffix = uuid.uuid4().hex[:8]
     names = {"ours": f"bench_metrics_ours_{suffix}", "agno": f"bench_metrics_agno_{suffix}"}
@@ -234,6 +243,9 @@ def compare(url: str, n_sessions: int, stores: tuple[str, ...] = STORES) -> list
             agno_sessions, agno_runs = agno_documents(sessions)
             insert_batches(raw[names["agno"]][agno.session_table_name], agno_sessions)
             insert_batches(raw[names["agno"]][agno.runs_table_name], agno_runs)
+            if plain_unique_indexes:
+                raw[names["agno"]][agno.session_table_name].create_index("session_id", name="session_id_1")
+                raw[names["agno"]][agno.runs_table_name].create_index("run_id", name="run_id_1")
         log(f"seeded {n_sessions} sessions into {' and '.join(stores)} in {time.perf_counter() - started:.0f} s")
         chosen = {"ours": ("agno-mongo", ours), "agno": ("agno MongoDb", agno)}
         chosen = {key: value for key, value in chosen.items() if key in stores}
@@ -279,8 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--stores",
         default=",".join(STORES),
-        help="ours, agno or both (default). On the embedded server agno's layout cannot be indexed at 10,000 "
-        "sessions in useful time: mongoeco builds a unique index by comparing every pair of documents.",
+        help="ours, agno or both (default)",
     )
     args = parser.parse_args()
     stores = tuple(name for name in STORES if name in args.stores.split(","))
@@ -293,7 +304,7 @@ def main() -> None:
         from agno_mongo.testing import EmbeddedServer
 
         with EmbeddedServer() as server:
-            rows = compare(server.url, args.sessions, stores)
+            rows = compare(server.url, args.sessions, stores, plain_unique_indexes=True)
     print_table(rows, args.sessions)
 
 
