@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.compare import AGNO, FIRST_AGENT_RUN, OURS, Report, Row, Settings, format_table, run
+from benchmarks.metrics_compare import compare as compare_metrics
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,25 @@ def test_tables_print(report: Report) -> None:
     assert "| workload | runs in session | store | commands |" in markdown
     plain = format_table(report, markdown=False)
     assert len(plain.splitlines()) == len(report.rows) + 4
+
+
+def test_metrics_benchmark_compares_equal_records_in_a_constant_number_of_commands(mongodb_url: str) -> None:
+    """benchmarks/metrics_compare.py: both stores produce the same daily records; ours in at most
+    3 commands per pass whatever the number of sessions, agno's in at least one per record written."""
+    for n_sessions in (20, 80):
+        rows = compare_metrics(mongodb_url, n_sessions)
+        assert [(row["store"], row["same_records"]) for row in rows] == [
+            ("agno-mongo", True),
+            ("agno MongoDb", True),
+        ] * 2
+        for row in rows:
+            if row["store"] == "agno-mongo":
+                assert row["commands"] <= 3, row["command_names"]
+            else:
+                assert row["commands"] >= row["records"], row["command_names"]
+        assert rows[0]["records"] > 0
+
+
+def test_metrics_benchmark_measures_one_store_alone(mongodb_url: str) -> None:
+    rows = compare_metrics(mongodb_url, 10, ("ours",))
+    assert [(row["store"], row["same_records"]) for row in rows] == [("agno-mongo", None)] * 2
