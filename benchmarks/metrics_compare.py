@@ -205,7 +205,7 @@ def measure(name: str, phase: str, traffic: Traffic, calculate: Callable[[], Any
         "client_cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3),
         "records": len(records or []),
-        "command_names": ", ".join(f"{name} x{count}" for name, count in Counter(traffic.names).most_common()),
+        "command_names": ", ".join(f"{command} x{n}" for command, n in Counter(traffic.names).most_common()),
     }
     return row, records
 
@@ -247,8 +247,8 @@ def compare(
                 raw[names["agno"]][agno.session_table_name].create_index("session_id", name="session_id_1")
                 raw[names["agno"]][agno.runs_table_name].create_index("run_id", name="run_id_1")
         log(f"seeded {n_sessions} sessions into {' and '.join(stores)} in {time.perf_counter() - started:.0f} s")
-        chosen = {"ours": ("agno-mongo", ours), "agno": ("agno MongoDb", agno)}
-        chosen = {key: value for key, value in chosen.items() if key in stores}
+        every = {"ours": ("agno-mongo", ours), "agno": ("agno MongoDb", agno)}
+        chosen = {key: every[key] for key in stores}
         for _, db in chosen.values():  # each store creates its collections and indexes before the measurement
             # a point read: a listing sorts every session. agno's get_session opens its runs collection too.
             db.get_session("warm-up", SessionType.AGENT)
@@ -288,11 +288,7 @@ def print_table(rows: list[dict[str, Any]], n_sessions: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument(
-        "--stores",
-        default=",".join(STORES),
-        help="ours, agno or both (default)",
-    )
+    parser.add_argument("--stores", default=",".join(STORES), help="ours, agno or both (default)")
     args = parser.parse_args()
     stores = tuple(name for name in STORES if name in args.stores.split(","))
     if not stores:

@@ -568,6 +568,19 @@ def _check_version(version: object, path: str) -> None:
         raise CorruptValueError(path, f"codec version {version!r} is not supported (expected {CODEC_VERSION})")
 
 
+def _encode_named(
+    values: Mapping[str, Any], names: Iterable[str], prefix: str, max_depth: int
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Each field in ``names`` encoded, and the markers of those a reader must decode."""
+    encoded: dict[str, Any] = {}
+    marks: dict[str, int] = {}
+    for name in names:
+        encoded[name], changed = encode(values.get(name), prefix + name, max_depth=max_depth)
+        if changed:
+            marks[name] = CODEC_VERSION
+    return encoded, marks
+
+
 def encode_fields(
     fields: Mapping[str, Any], *, max_depth: int = MAX_DEPTH - 1
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -576,15 +589,9 @@ def encode_fields(
     A changed field sets ``_codec.<name>``; an unchanged one unsets it (it was rewritten whole). The
     paths differ from the fields' own, so both parts go into one update with no conflict.
     """
-    to_set: dict[str, Any] = {}
-    to_unset: dict[str, Any] = {}
-    for name, value in fields.items():
-        encoded, changed = encode(value, name, max_depth=max_depth)
-        to_set[name] = encoded
-        if changed:
-            to_set[f"{MARKER}.{name}"] = CODEC_VERSION
-        else:
-            to_unset[f"{MARKER}.{name}"] = ""
+    to_set, marks = _encode_named(fields, fields, "", max_depth)
+    to_set.update({f"{MARKER}.{name}": version for name, version in marks.items()})
+    to_unset = {f"{MARKER}.{name}": "" for name in fields if name not in marks}
     return to_set, to_unset
 
 
@@ -593,13 +600,11 @@ def encode_free_form(values: dict[str, Any], names: tuple[str, ...], prefix: str
     ones a reader must decode (None when none).
 
     For writes that rewrite every free-form field of a document at once, so the marker is rewritten
-    whole too; :func:`decode_fields` undoes it on read.
+    whole too (where :func:`encode_fields` updates it field by field); :func:`decode_fields` undoes
+    it on read.
     """
-    marks: dict[str, int] = {}
-    for name in names:
-        values[name], changed = encode(values.get(name), prefix + name, max_depth=MAX_DEPTH - 1)
-        if changed:
-            marks[name] = CODEC_VERSION
+    encoded, marks = _encode_named(values, names, prefix, MAX_DEPTH - 1)
+    values.update(encoded)
     values[MARKER] = marks or None
     return values
 
