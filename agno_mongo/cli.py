@@ -104,18 +104,14 @@ def open_store(url: str | None, db_name: str) -> Iterator[MongoDb]:
         client: MongoClient[dict[str, Any]] = MongoClient(url, **options)
     except PyMongoError as error:  # a malformed URL (InvalidURI, ConfigurationError)
         fail(f"bad MongoDB URL {redact(url)}: {error}", code=2)
-    # A Callable, not the class: mypy counts agno's not-yet-built methods (agno_mongo.pending) as abstract.
-    make_store: Callable[..., MongoDb] = MongoDb
     try:
         # One ping first: the storage methods retry an unreachable server several times over.
         client.admin.command("ping")
-        yield make_store(db_client=client, db_name=db_name)
+        yield MongoDb(db_client=client, db_name=db_name)
     except ServerSelectionTimeoutError as error:
         fail(f"cannot reach MongoDB at {redact(url)}: {first_reason(error)}")
     except InvalidInputError as error:
         fail(str(error), code=2)
-    except NotImplementedError as error:
-        fail(str(error))
     except PyMongoError as error:
         fail(f"MongoDB error: {error}")
     finally:
@@ -1256,10 +1252,7 @@ def metrics_command(
         if from_records:
             if filters.component()[1] is not None:
                 raise typer.BadParameter("stored records have no per-agent split; drop --agent/--team/--workflow")
-            try:
-                report = metrics_from_records(store, user, first, last, refresh)
-            except NotImplementedError:
-                fail("this agno-mongo has no stored metrics yet (get_metrics); run without --from-records")
+            report = metrics_from_records(store, user, first, last, refresh)
         else:
             report = metrics_from_runs(store, filters, first, last, progress=progress)
     if json_out:

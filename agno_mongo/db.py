@@ -32,7 +32,6 @@ from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
 from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET, ttl_index
-from agno_mongo.pending import PendingAsync, PendingSync
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
 CURRENT_AGNO_SCHEMA = "3.0.0"
@@ -135,7 +134,7 @@ def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
 
 
-class MongoDb(_Settings, PendingSync, BaseDb):
+class MongoDb(_Settings, BaseDb):
     """Sync MongoDB storage for agno: ``Agent(db=MongoDb(db_url=...))``.
 
     Takes the arguments of ``agno.db.mongo.MongoDb``. Each session is one document with its runs
@@ -274,7 +273,7 @@ async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]
         await client.close()
 
 
-class AsyncMongoDb(_Settings, PendingAsync, AsyncBaseDb):
+class AsyncMongoDb(_Settings, AsyncBaseDb):
     """Async MongoDB storage for agno: ``Agent(db=AsyncMongoDb(db_url=...))`` with ``arun``.
 
     With ``db_url`` it uses PyMongo's ``AsyncMongoClient``, one per event loop (an async client is
