@@ -11,7 +11,9 @@ from agno_mongo.errors import (
     KnowledgeOwnershipError,
     LearningOwnershipError,
     RunTooLargeError,
+    SessionFullError,
     SessionOwnershipError,
+    WriteContentionError,
 )
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "LearningOwnershipError",
     "MongoDb",
     "RunTooLargeError",
+    "SessionFullError",
     "SessionOwnershipError",
+    "WriteContentionError",
 ]

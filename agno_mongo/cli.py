@@ -466,11 +466,8 @@ def iter_sessions(
     """Every matching session with its runs, oldest first, one ``get_sessions`` page in memory at a time.
 
     Sessions are read in creation order, so sessions created meanwhile land on later pages instead
-    of shifting the pages still to come. A session whose oldest runs moved to overflow documents
-    (past the per-document budget) is read whole with ``get_session``: ``get_sessions`` returns only
-    the runs kept in the session document.
+    of shifting the pages still to come. Runs that moved to overflow chunks come with their session.
     """
-    spilled = overflow_probe(db)
     page = 1
     while True:
         rows, total = sessions_page(
@@ -484,22 +481,10 @@ def iter_sessions(
         )
         if page == 1 and on_total is not None:
             on_total(total)
-        overflowed = spilled([row["session_id"] for row in rows])
-        for row in rows:
-            if row["session_id"] in overflowed:
-                row = session_dict(db, row["session_id"], filters.user) or row
-            yield row
+        yield from rows
         if len(rows) < page_size:
             return
         page += 1
-
-
-def overflow_probe(db: MongoDb) -> Callable[[list[str]], set[str]]:
-    """A function telling which of some session ids have overflow documents (no command when none exist)."""
-    overflow = db.database[db.collection_names["overflow"]]
-    if not overflow.estimated_document_count():
-        return lambda session_ids: set()
-    return lambda session_ids: set(overflow.distinct("session_id", {"session_id": {"$in": session_ids}}))
 
 
 @dataclass
@@ -957,7 +942,7 @@ def largest_sessions(db: MongoDb, top: int, limit_bytes: int) -> list[dict[str, 
                 "$project": {
                     "user_id": 1,
                     "runs": {"$size": {"$ifNull": ["$runs", []]}},
-                    "overflow": {"$ifNull": ["$overflow", 0]},
+                    "overflow": {"$size": {"$ifNull": ["$spilled", []]}},
                     "size": {"$bsonSize": "$$ROOT"},
                 }
             },

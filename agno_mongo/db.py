@@ -178,7 +178,7 @@ class MongoDb(_Settings, BaseDb):
         if key not in _INDEXED and command.collection in INDEXES:
             drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
-        return drivers.with_retries_sync(lambda: drivers.execute_sync(collection, command))
+        return drivers.send_sync(collection, command)
 
     def close(self) -> None:
         """Close the client if this instance created it."""
@@ -332,7 +332,7 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
         if key not in _INDEXED and command.collection in INDEXES:
             await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
-        return await drivers.with_retries_async(lambda: drivers.execute_async(collection, command))
+        return await drivers.send_async(collection, command)
 
     async def close(self) -> None:
         """Close the clients this instance created (the running loop's now; others with their loop)."""

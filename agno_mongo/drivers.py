@@ -2,9 +2,11 @@
 
 A plan yields :class:`~agno_mongo.ops.command.Command` values; a driver executes each one and sends
 the result back (or throws the driver's exception into the plan, so the plan decides what a
-duplicate key means). Network errors are retried for a bounded time (:data:`RETRY_WINDOW_SECONDS`):
-every command a plan yields is idempotent, so sending it again after a cut connection can neither
-lose nor duplicate.
+duplicate key means). A command marked ``resend=True`` is sent again after a network error for a
+bounded time (:data:`RETRY_WINDOW_SECONDS`): its second arrival changes nothing and answers the
+same. A command marked ``resend=False`` is sent once; if its connection breaks the plan gets
+:class:`~agno_mongo.ops.command.ReplyLost` and checks by a read what happened. A
+:class:`~agno_mongo.ops.command.Pause` step sleeps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
 
-from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,32 +90,64 @@ async def with_retries_async(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
 
 
+def send_sync(collection: Any, command: Command) -> Any:
+    """Execute ``command``: resent after network errors if it says it may be, else sent once."""
+    if command.resend:
+        return with_retries_sync(lambda: execute_sync(collection, command))
+    try:
+        return execute_sync(collection, command)
+    except AutoReconnect as error:
+        if not retryable(error):
+            raise  # never sent: nothing to find out
+        raise ReplyLost(command, error) from error
+
+
+async def send_async(collection: Any, command: Command) -> Any:
+    """Async twin of :func:`send_sync`."""
+    if command.resend:
+        return await with_retries_async(lambda: execute_async(collection, command))
+    try:
+        return await execute_async(collection, command)
+    except AutoReconnect as error:
+        if not retryable(error):
+            raise
+        raise ReplyLost(command, error) from error
+
+
 def run_sync(execute: Callable[[Command], Any], plan: Plan[T]) -> T:
     """Drive a plan to its answer with a blocking ``execute``."""
-    send: Callable[[Any], Command] = plan.send
+    send: Callable[[Any], Any] = plan.send
     value: Any = None
     while True:
         try:
-            command = send(value)
+            step = send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        if isinstance(step, Pause):
+            time.sleep(step.seconds)
+            value, send = None, plan.send
+            continue
         try:
-            value, send = execute(command), plan.send
+            value, send = execute(step), plan.send
         except PyMongoError as error:
             value, send = error, plan.throw
 
 
 async def run_async(execute: Callable[[Command], Awaitable[Any]], plan: Plan[T]) -> T:
     """Drive a plan to its answer with an awaitable ``execute``."""
-    send: Callable[[Any], Command] = plan.send
+    send: Callable[[Any], Any] = plan.send
     value: Any = None
     while True:
         try:
-            command = send(value)
+            step = send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        if isinstance(step, Pause):
+            await asyncio.sleep(step.seconds)
+            value, send = None, plan.send
+            continue
         try:
-            value, send = await execute(command), plan.send
+            value, send = await execute(step), plan.send
         except PyMongoError as error:
             value, send = error, plan.throw
 

@@ -66,3 +66,19 @@ class KnowledgeOwnershipError(AgnoMongoError, PermissionError, ValueError):
 
 class RunTooLargeError(AgnoMongoError, ValueError):
     """A single run can never fit in one MongoDB document (16 MiB); the session is unchanged."""
+
+
+class WriteContentionError(AgnoMongoError):
+    """Other writers kept changing the session while a run was being saved; the run was not saved.
+
+    Raised only after many rounds with backoff (each round re-reads the session), so it means
+    sustained contention on one session, not a transient race. Safe to retry.
+    """
+
+
+class SessionFullError(AgnoMongoError):
+    """The session's index of overflowed runs has filled its document; no more runs fit.
+
+    Each overflowed run keeps its id (a few dozen bytes) in the session document, so a session holds
+    roughly ``max_runs_bytes / 40`` runs in all. Nothing was written.
+    """

@@ -233,7 +233,7 @@ async def test_overflowed_runs_are_counted(store: Store, agno: AgnoMongoDb) -> N
     runs = [("gpt-4o", "OpenAI", i) for i in range(12)] + [("claude", None, 1)] * 3
     long = Spec("long", "agent", "alice", now - 2 * DAY, runs, content="x" * 700)
     await seed(store, agno, [long, *specs(now)[:3]])
-    assert store.raw.agno_sessions.find_one({"_id": "long"})["overflow"] > 0
+    assert store.raw.agno_sessions.find_one({"_id": "long"})["spilled"]
 
     store.commands.clear()
     ours = await call(store.db.calculate_metrics())

@@ -104,7 +104,8 @@ async def test_orphaned_overflow_documents_are_deleted(store: Store) -> None:
         await call(db.upsert_run(big_run(i, 3000, "gone"), "gone"))
         await call(db.upsert_run(big_run(100 + i, 3000, "kept"), "kept"))
     store.raw.agno_sessions.delete_one({"_id": "gone"})  # what a TTL expiry does
-    assert await call(db.delete_orphaned_overflow()) >= 1
+    assert await call(db.delete_orphaned_overflow()) == 0  # younger than the grace period: kept
+    assert await call(db.delete_orphaned_overflow(older_than_seconds=0)) >= 1
     assert store.raw.agno_sessions_overflow.count_documents({"session_id": "gone"}) == 0
     kept = await call(db.get_session("kept"))
     assert [r.run_id for r in kept.runs] == [f"r{100 + i:03d}" for i in range(12)]

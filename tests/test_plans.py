@@ -14,7 +14,8 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
 from agno_mongo.ops import runs, sessions
-from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.command import Command, Pause, Plan
+from agno_mongo.schema.codec import WRITE_TOKEN
 
 BUDGET = 10_000
 
@@ -26,7 +27,11 @@ def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
     send = plan.send
     try:
         while True:
-            commands.append(send(value))
+            step = send(value)
+            if isinstance(step, Pause):
+                value, send = None, plan.send
+                continue
+            commands.append(step)
             answer = answers.pop(0)
             value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
     except StopIteration as stop:
@@ -50,15 +55,18 @@ def test_new_run_is_one_guarded_push() -> None:
         "_id": "s1",
         "user_id": {"$in": ["alice", None]},
         "runs.run_id": {"$ne": "r1"},
-        "runs_bytes": {"$not": {"$gt": BUDGET - runs.bson_size(RUN)}},
+        "spilled.ids": {"$ne": "r1"},
+        "runs_bytes": {"$not": {"$gt": BUDGET - len(push.kwargs["update"]["$push"]["runs"].raw)}},
     }
-    assert dict(push.kwargs["update"]["$push"]["runs"]) == RUN  # encoded once, sent as raw BSON
+    sent = dict(push.kwargs["update"]["$push"]["runs"])  # encoded once, sent as raw BSON
+    assert len(sent.pop(WRITE_TOKEN)) == 16 and sent == RUN  # with a fresh write token
 
 
 def test_known_run_is_one_positional_set() -> None:
     plan = runs.upsert_run_plan("s1", "alice", RUN, "agent", 100, budget=BUDGET, likely_exists=True)
     commands, new = drive(plan, [matched(1)])
-    assert new is False and [dict(c.kwargs["update"]["$set"]["runs.$"]) for c in commands] == [RUN]
+    sent = [dict(c.kwargs["update"]["$set"]["runs.$"]) for c in commands]
+    assert new is False and [{k: v for k, v in run.items() if k != WRITE_TOKEN} for run in sent] == [RUN]
 
 
 def test_push_refused_then_set_lands_means_the_run_existed() -> None:
@@ -74,18 +82,50 @@ def test_another_owner_is_refused_after_one_read() -> None:
 
 
 def test_full_session_moves_oldest_runs_out_then_pushes() -> None:
-    old = [{"run_id": f"o{i}", "content": "x" * 1000} for i in range(8)]
-    state = {"_id": "s1", "user_id": "alice", "runs": old, "runs_bytes": sum(runs.bson_size(r) for r in old)}
+    old = [{"run_id": f"o{i}", "content": "x" * 1000, WRITE_TOKEN: f"w{i}"} for i in range(8)]
+    state = {
+        "_id": "s1",
+        "user_id": "alice",
+        "inc": "i1",
+        "spill_rev": 3,
+        "spilled": [],
+        "runs": old,
+        "runs_bytes": BUDGET - 10,
+    }
     plan = runs.upsert_run_plan("s1", "alice", RUN, "agent", 100, budget=BUDGET, likely_exists=False)
     commands, new = drive(plan, [DuplicateKeyError("full"), matched(0), state, matched(1), matched(1), matched(1)])
     assert new is True
-    copy, pull, push = commands[3:]
-    moved = copy.kwargs["update"]["$addToSet"]["runs"]["$each"]
-    assert copy.collection == "overflow" and copy.kwargs["filter"] == {"_id": "s1:000000"}
+    copy, commit, push = commands[3:]
+    moved = copy.kwargs["update"]["$setOnInsert"]["runs"]
+    chunk_id = copy.kwargs["filter"]["_id"]
+    assert copy.collection == "overflow" and copy.kwargs["upsert"] is True
     assert moved == old[: len(moved)] and len(moved) >= 4  # at least half the budget freed
-    assert pull.kwargs["filter"] == {"_id": "s1", "overflow": {"$in": [0, None]}}
-    assert pull.kwargs["update"]["$pull"] == {"runs": {"run_id": {"$in": [r["run_id"] for r in moved]}}}
-    assert pull.kwargs["update"]["$inc"]["runs_bytes"] == -sum(runs.bson_size(r) for r in moved)
+    pairs = [{"run_id": r["run_id"], WRITE_TOKEN: r[WRITE_TOKEN]} for r in moved]
+    assert commit.resend is False  # a compare-and-set: after a lost reply the plan reads instead
+    assert commit.kwargs["filter"] == {
+        "_id": "s1",
+        "inc": "i1",
+        "spill_rev": 3,
+        "user_id": {"$in": ["alice", None]},
+        "runs": {"$all": [{"$elemMatch": pair} for pair in pairs]},
+    }
+    update = commit.kwargs["update"]
+    assert update["$pull"] == {"runs": {"$or": pairs}}  # exactly the copied versions
+    assert update["$push"] == {"spilled": {"c": chunk_id, "ids": [r["run_id"] for r in moved]}}
+    assert update["$inc"]["spill_rev"] == 1
+    assert "$push" in push.kwargs["update"]
+
+
+def test_a_spill_that_misses_deletes_its_chunk_and_tries_again() -> None:
+    old = [{"run_id": f"o{i}", "content": "x" * 1000, WRITE_TOKEN: f"w{i}"} for i in range(8)]
+    state = {"_id": "s1", "user_id": None, "inc": "i1", "spill_rev": 0, "runs": old, "runs_bytes": BUDGET - 10}
+    plan = runs.upsert_run_plan("s1", None, RUN, "agent", 100, budget=BUDGET, likely_exists=False)
+    commands, new = drive(
+        plan, [DuplicateKeyError("full"), matched(0), state, matched(1), matched(0), matched(1), matched(1)]
+    )
+    assert new is True
+    chunk, commit, drop, push = commands[3:]
+    assert drop.op == "delete_one" and drop.kwargs["filter"] == {"_id": chunk.kwargs["filter"]["_id"]}
     assert "$push" in push.kwargs["update"]
 
 
@@ -105,12 +145,14 @@ def test_upsert_session_is_one_find_and_modify_with_the_owner_in_the_filter() ->
     command = sessions.upsert_session(fields, 100)
     assert command.op == "find_one_and_update" and command.kwargs["upsert"] is True
     assert command.kwargs["filter"] == {"_id": "s1", "user_id": {"$in": ["alice", None]}}
-    assert command.kwargs["update"]["$setOnInsert"] == {"created_at": 100, "runs": []}
+    on_insert = command.kwargs["update"]["$setOnInsert"]
+    assert on_insert == {"created_at": 100, "runs": [], "spilled": [], "spill_rev": 0, "inc": on_insert["inc"]}
+    assert on_insert["inc"] != sessions.upsert_session(fields, 100).kwargs["update"]["$setOnInsert"]["inc"]
     assert command.kwargs["update"]["$set"]["session_data"] == {"a": 1}
     assert "runs" not in command.kwargs["update"]["$set"]
 
 
 def test_recent_history_read_is_one_aggregate_when_the_session_holds_enough() -> None:
     plan = sessions.get_session("s1", None, 3)
-    commands, document = drive(plan, [[{"_id": "s1", "runs": [{}, {}, {}], "overflow": 2}]])
+    commands, document = drive(plan, [[{"_id": "s1", "runs": [{}, {}, {}], "spilled": True}]])
     assert [c.op for c in commands] == ["aggregate"] and len(document["runs"]) == 3

@@ -192,7 +192,7 @@ class SessionContract:
         field, direction = check_sort(sort_by, sort_order, SESSION_SORT_FIELDS)
         sort = [(field or "created_at", direction), ("_id", direction)]
         page_limit, skip = check_page(limit, page)
-        projection = None if include_runs else {"runs": False}
+        projection = ops.INTERNAL if include_runs else {"runs": False, "spilled": False, **ops.INTERNAL}
         documents, total = yield from ops.page_of(
             ops.SESSIONS, query, sort, page_limit, skip, projection, count=not deserialize
         )
@@ -216,6 +216,8 @@ class SessionContract:
         kind = check_session_type(session_type)
         name = check_str("session_name", session_name)
         document = yield ops.rename_session(session_id, user_id, kind, name, now())
+        if document is not None and document.get("spilled"):
+            document = yield from ops.whole_session({"_id": session_id, **ops.scope_filter(user_id)})
         return None if document is None else session_out(document, kind, deserialize)
 
     def delete_session(self, session_id: str, user_id: str | None = None) -> Plan[bool]:
@@ -241,12 +243,16 @@ class SessionContract:
         changed = yield from ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
         return changed
 
-    def delete_orphaned_overflow(self) -> Plan[int]:
-        """Delete overflow documents left by sessions that expired (TTL) or were removed by hand.
+    def delete_orphaned_overflow(self, older_than_seconds: int = ops.ORPHAN_GRACE_SECONDS) -> Plan[int]:
+        """Delete overflow chunks no session references any more (sessions expired by TTL or deleted
+        after a lost reply, rewritten runs, commits that missed) once ``older_than_seconds`` old
+        (an hour by default: a younger one may belong to a commit still on its way).
 
-        Run it periodically when ``session_ttl_seconds`` is set; returns how many were deleted.
+        Nothing reads an unreferenced chunk, so this only frees space: run it periodically, for
+        example daily or when ``session_ttl_seconds`` is set. Returns how many were deleted.
         """
-        deleted = yield from ops.delete_orphaned_overflow()
+        grace = check_int("older_than_seconds", older_than_seconds, minimum=0)
+        deleted = yield from ops.delete_orphaned_overflow(now(), grace if grace is not None else ops.ORPHAN_GRACE_SECONDS)
         return deleted
 
     # --- runs -------------------------------------------------------------------------------
@@ -365,7 +371,7 @@ class SessionContract:
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
         check_str("reason", reason)
-        if expected_status not in {"PENDING", "RUNNING"}:
+        if not isinstance(expected_status, str) or expected_status not in {"PENDING", "RUNNING"}:
             raise InvalidInputError("expected_status", "only PENDING or RUNNING runs can be cancelled")
         changed = yield from run_ops.cancel_pending_run_plan(
             session_id, run_id, user_id, reason, expected_status, now()

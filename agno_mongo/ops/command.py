@@ -11,6 +11,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pymongo.errors import AutoReconnect
+
 Op = Literal[
     "find",
     "find_one",
@@ -38,17 +40,47 @@ class Command:
 
     ``collection`` is a role ("sessions", "memories", ...) that the class maps to a real collection
     name, so plans do not depend on the user's naming. ``find`` and ``aggregate`` results arrive as
-    lists. Every command a plan yields is safe to send twice (writes are guarded or idempotent), which
-    is what lets the driver retry it after a network error.
+    lists.
+
+    ``resend`` says whether the driver may send the command again after a network error. True means
+    a second arrival changes nothing *and* answers the same (a guarded ``$push``, a ``$set`` of whole
+    values, a read). False means the answer after a lost reply would mislead (a compare-and-set whose
+    first arrival already applied now matches nothing): the driver then throws :class:`ReplyLost`
+    into the plan, which finds out by a read what happened (see :mod:`agno_mongo.ops.runs`).
     """
 
     collection: str
     op: Op
     kwargs: dict[str, Any] = field(default_factory=dict)
+    resend: bool = True
 
 
-Plan = Generator[Command, Any, T]
-"""A multi-step operation: yields commands, receives results, returns the answer."""
+@dataclass(frozen=True)
+class Pause:
+    """Not a command: the driver sleeps ``seconds`` (``asyncio.sleep`` on async), then resumes the plan.
+
+    Plans yield it to back off between rounds of a contended write, so contention is resolved
+    rather than reported.
+    """
+
+    seconds: float
+
+
+class ReplyLost(AutoReconnect):
+    """A command that is not safe to resend lost its connection: it may or may not have been applied.
+
+    Thrown into the plan that yielded it (the plan checks by a read); raised to the caller only if
+    the plan cannot tell, which is a bug in that plan.
+    """
+
+    def __init__(self, command: Command, cause: BaseException) -> None:
+        self.command = command
+        super().__init__(f"reply lost for {command.op} on {command.collection}: {cause}")
+
+
+Step = Command | Pause
+Plan = Generator[Step, Any, T]
+"""A multi-step operation: yields commands (or pauses), receives results, returns the answer."""
 
 
 def single(command: Command) -> Plan[Any]:

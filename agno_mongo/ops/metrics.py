@@ -11,7 +11,7 @@ documents instead of adding new ones.
 
 A whole ``calculate_metrics`` is three commands: where to resume (one aggregate on the metrics
 collection), the totals (one aggregate on the sessions), the upserts (one bulk write). A fourth
-reads the runs that long sessions moved to overflow documents, only when such a session falls in
+reads the runs that long sessions moved to overflow chunks, only when such a session falls in
 the range.
 """
 
@@ -45,7 +45,7 @@ METRICS_INDEXES = [
     IndexModel([("user_id", ASCENDING), ("date", ASCENDING)], name="user_date"),
 ]
 # The sessions aggregation matches on session_type and a created_at range: the sessions
-# collection's ``type_created`` index serves it; the overflow read uses ``session_seq``.
+# collection's ``type_created`` index serves it; the overflow read is by chunk ``_id``.
 
 _RESUME_FIELDS = {"_id": 1, "date": 1, "completed": 1, "created_at": 1}
 
@@ -137,7 +137,7 @@ def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
     """Totals per (day, owner) for the sessions created in ``[start, end)``, in one pass.
 
     Each session becomes one list: a counter entry (its type, run count, token metrics, and its
-    run ids if older runs moved to overflow documents) followed by one entry per run with a model.
+    ``spilled`` entries if older runs moved to overflow chunks) followed by one entry per run with a model.
     Unwinding that list and grouping by (day, owner, type, model, provider) counts sessions, runs
     and model uses together; a second group nests those rows under their (day, owner) with the
     token sums. Only the per-day, per-owner totals travel back (short keys; see :func:`fold`).
@@ -152,12 +152,12 @@ def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
         created["$gte"] = start
     runs = {"$ifNull": ["$runs", []]}
     with_model = {"$filter": {"input": runs, "as": "run", "cond": _has_model("$$run")}}
-    spilled = {"id": "$_id", "k": "$session_type", "runs": {"$ifNull": ["$runs.run_id", []]}}
+    spilled = {"id": "$_id", "k": "$session_type", "e": "$spilled"}
     counter = {
         "k": "$session_type",
         "n": {"$size": runs},
         **{key: f"$session_data.session_metrics.{field}" for field, key in _TOKEN_KEYS.items()},
-        "sp": {"$cond": [{"$gt": [{"$ifNull": ["$overflow", 0]}, 0]}, spilled, None]},
+        "sp": {"$cond": [{"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}, spilled, None]},
     }
     uses = {"$map": {"input": with_model, "as": "run", "in": {"m": "$$run.model", "p": _provider("$$run")}}}
     return [
@@ -218,23 +218,23 @@ def fold(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def overflow_pipeline(spilled: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs per (session, model, provider) held in overflow documents and not also still embedded.
-
-    A run sits in both places only for a moment while a spill is under way; the embedded copy is
-    the one already counted. A run repeated across overflow documents counts once.
-    """
+    """Runs per (session, model, provider) held in overflow chunks, counting only what each
+    session's ``spilled`` entries list (a chunk may also hold superseded versions)."""
+    entries = [entry for session in spilled for entry in session.get("e") or [] if entry.get("ids")]
     return [
-        {"$match": {"session_id": {"$in": [s["id"] for s in spilled]}}},
+        {"$match": {"_id": {"$in": [entry["c"] for entry in entries]}}},
         {"$unwind": "$runs"},
-        {"$match": {"$or": [{"session_id": s["id"], "runs.run_id": {"$nin": s["runs"]}} for s in spilled]}},
+        {"$match": {"$or": [{"_id": entry["c"], "runs.run_id": {"$in": entry["ids"]}} for entry in entries]}},
         {
             "$group": {
-                "_id": {"s": "$session_id", "r": "$runs.run_id"},
-                "m": {"$last": {"$cond": [_has_model("$runs"), "$runs.model", None]}},
-                "p": {"$last": _provider("$runs")},
+                "_id": {
+                    "s": "$session_id",
+                    "m": {"$cond": [_has_model("$runs"), "$runs.model", None]},
+                    "p": _provider("$runs"),
+                },
+                "c": {"$sum": 1},
             }
         },
-        {"$group": {"_id": {"s": "$_id.s", "m": "$m", "p": "$p"}, "c": {"$sum": 1}}},
     ]
 
 
@@ -329,7 +329,7 @@ def calculate_metrics_plan(metrics_collection: str, now: int) -> Plan[list[dict[
         return None if resume is None else []
     totals = [fold(group) for group in groups]
     spilled = [session for total in totals for session in total["spilled"]]
-    if spilled:
+    if any(entry.get("ids") for session in spilled for entry in session.get("e") or []):
         counts: list[dict[str, Any]] = yield Command(OVERFLOW, "aggregate", {"pipeline": overflow_pipeline(spilled)})
         add_overflow(totals, counts)
     records = [build_record(total, today, now, created) for total in totals]

@@ -1,38 +1,75 @@
-"""Pure command builders and plans for runs, which live inside their session document.
+"""Pure command builders and plans for runs: embedded in their session, the oldest in overflow chunks.
 
-A run is appended with ``$push`` (guarded by ``runs.run_id: {$ne: id}``, so a retry adds nothing) and
-replaced with a positional ``$set`` of ``runs.$``. Both carry the owner check and a size guard:
-the session keeps ``runs_bytes``, the BSON size of its runs, and a write that would take it past the
-budget matches nothing. The plan then moves the oldest runs into an overflow document
-(``{session}_overflow`` collection, one document per move, ``seq`` ordered) and tries again, so a
-session keeps growing past MongoDB's 16 MiB document limit while recent runs stay one read away.
+The layout, and why no acknowledged run is lost, duplicated or resurrected (``docs/integrity.md``
+says it at length):
+
+- ``runs`` holds the session's newest runs, oldest first. Every write of a run stamps it with a fresh
+  token ``_w``, so one *version* of a run can be named exactly.
+- ``spilled`` is the ordered list ``[{"c": chunk_id, "ids": [run_id, ...]}, ...]`` of the runs that
+  moved out, before ``runs``. It is the only authority on them: a chunk is read only through an entry
+  that names it, and only the ids the entry lists. ``spill_rev`` counts changes to ``spilled``.
+- ``inc`` (the incarnation) is a token set when the session document is created. Every overflow
+  commit is conditioned on it, so a session that was deleted, expired or re-created under the same id
+  never reaches the chunks of an earlier one.
+- A chunk (``<sessions>_overflow``: ``{_id: token, session_id, inc, runs, created_at}``) is written
+  once, before anything references it, and never changed. Ownership lives on the session document
+  alone; chunks have no owner.
+
+Writes: a new run is one guarded ``$push`` (``runs.run_id`` and ``spilled.ids`` both ``$ne``), a changed
+run one positional ``$set``; both carry the owner check and the size guard. When neither lands the
+plan reads the session once and either refuses (another owner), spills (copy the oldest runs to a new
+chunk, then one conditional update of the session that pulls exactly the copied versions and appends
+the entry), or rewrites an overflowed run (a new one-run chunk, then a compare-and-set of
+``spilled`` on ``spill_rev``). A commit that does not match changes nothing and leaves only an
+unreferenced chunk, which is deleted (or collected later, see :func:`agno_mongo.ops.sessions.delete_orphaned_overflow`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import random
+from typing import Any, Literal
 
 import bson
 from bson.raw_bson import RawBSONDocument
+from pymongo import UpdateMany
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
-from agno_mongo.ops.command import Command, Op, Plan
-from agno_mongo.ops.sessions import OVERFLOW, SESSIONS, TOUCHED_AT, owner_filter, scope_filter
+from agno_mongo.errors import RunTooLargeError, SessionFullError, SessionOwnershipError, WriteContentionError
+from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.sessions import (
+    OVERFLOW,
+    SESSIONS,
+    TOUCHED_AT,
+    birth_fields,
+    new_token,
+    owner_filter,
+    scope_filter,
+    stamped,
+)
+from agno_mongo.schema.codec import WRITE_TOKEN
 from agno_mongo.schema.session import SCHEMA_VERSION
 
-MAX_ROUNDS = 4
-"""Push attempts per upsert_run; each failed round moves old runs out, so a few always suffice."""
+Outcome = Literal["saved", "progress", "missed"]
+"""What one round of the slow path did: saved the run, made room (try again), or missed a race."""
+
+MAX_ROUNDS = 32
+"""Rounds of an ``upsert_run`` under contention (each re-reads the session) before
+:class:`~agno_mongo.errors.WriteContentionError`; with backoff that is several seconds of trying."""
+
+
+def backoff(round_number: int) -> Pause:
+    """A jittered pause that doubles per round from ~5 ms up to ~250 ms."""
+    return Pause(min(0.005 * 2**round_number, 0.25) * random.uniform(0.5, 1.0))
 
 
 def bson_size(document: dict[str, Any]) -> int:
-    """Encoded size of one run as MongoDB will store it."""
+    """Encoded size of one document as MongoDB will store it."""
     return len(bson.encode(document))
 
 
 def encoded(run: dict[str, Any]) -> RawBSONDocument:
-    """The run encoded once: its size is known and the driver sends these bytes as they are."""
-    return RawBSONDocument(bson.encode(run))
+    """The run with a fresh write token, encoded once: its size is known and these bytes are sent."""
+    return RawBSONDocument(bson.encode({**run, WRITE_TOKEN: new_token()}))
 
 
 def fits(budget: int, size: int) -> dict[str, Any]:
@@ -41,18 +78,12 @@ def fits(budget: int, size: int) -> dict[str, Any]:
 
 
 def set_run(
-    session_id: str,
-    user_id: str | None,
-    run_id: str,
-    run: dict[str, Any] | RawBSONDocument,
-    now: int,
-    size: int,
-    budget: int,
+    session_id: str, user_id: str | None, run_id: str, run: RawBSONDocument, now: int, size: int, budget: int
 ) -> Command:
-    """Replace one existing run in place: positional ``$set`` of ``runs.$``.
+    """Replace one run held in the session document: positional ``$set`` of ``runs.$``.
 
     ``runs_bytes`` grows by the new size without subtracting the old one: an overestimate, which
-    only makes the next move of old runs come a little early (the move recounts exactly).
+    only makes the next spill come a little early (a spill recounts exactly).
     """
     return Command(
         SESSIONS,
@@ -72,15 +103,17 @@ def push_run(
     session_id: str,
     user_id: str | None,
     run_id: str,
-    run: dict[str, Any] | RawBSONDocument,
+    run: RawBSONDocument,
     component_id: str | None,
     run_type: str,
     now: int,
     size: int,
     budget: int,
 ) -> Command:
-    """Append a new run, creating the session if needed; a retry of the same run matches nothing."""
+    """Append a new run, creating the session if needed; a resend, or a run already stored (here or
+    in overflow), matches nothing."""
     on_insert: dict[str, Any] = {
+        **birth_fields(),
         "session_id": session_id,
         "session_type": run_type,
         "user_id": user_id,
@@ -97,6 +130,7 @@ def push_run(
                 "_id": session_id,
                 **owner_filter(user_id),
                 "runs.run_id": {"$ne": run_id},
+                "spilled.ids": {"$ne": run_id},
                 **fits(budget, size),
             },
             "update": {
@@ -109,6 +143,14 @@ def push_run(
             "upsert": True,
         },
     )
+
+
+STATE_FIELDS = {"user_id": True, "inc": True, "runs": True, "runs_bytes": True, "spilled": True, "spill_rev": True}
+
+
+def read_state(session_id: str) -> Command:
+    """What a spill or a rewrite decides from: owner, incarnation, runs, the overflow index."""
+    return Command(SESSIONS, "find_one", {"filter": {"_id": session_id}, "projection": STATE_FIELDS})
 
 
 def upsert_run_plan(
@@ -125,8 +167,8 @@ def upsert_run_plan(
 
     One command in the common case: ``$push`` for a run this process has not written before,
     positional ``$set`` for one it has. A wrong guess costs one more command, never a duplicate.
-    When neither lands, one read tells why: another owner (refused), the run lives in an overflow
-    document (replaced there), or the session is full (old runs move out, then try again).
+    When neither lands, one read tells why: another owner (refused, nothing written), the run lives
+    in overflow (rewritten there), or the session is full (old runs move out, then try again).
     """
     run_id = run["run_id"]
     body = encoded(run)
@@ -136,121 +178,290 @@ def upsert_run_plan(
     replace = set_run(session_id, user_id, run_id, body, now, size, budget)
     if likely_exists and (yield replace).matched_count:
         return False
-    for _ in range(MAX_ROUNDS):
+    push = push_run(session_id, user_id, run_id, body, run.get(f"{run_type}_id"), run_type, now, size, budget)
+    for round_number in range(MAX_ROUNDS):
         try:
-            yield push_run(session_id, user_id, run_id, body, run.get(f"{run_type}_id"), run_type, now, size, budget)
+            yield push
             return True
         except DuplicateKeyError:
-            pass
+            pass  # not matched: another owner, already stored, full, or a racing create
         if (yield replace).matched_count:
             return False
-        state: dict[str, Any] | None = yield Command(
-            SESSIONS,
-            "find_one",
-            {
-                "filter": {"_id": session_id},
-                "projection": {"user_id": True, "runs": True, "runs_bytes": True, "overflow": True},
-            },
-        )
+        state: dict[str, Any] | None = yield read_state(session_id)
         if state is None:
-            continue  # deleted meanwhile: the next push creates it again
+            continue  # deleted since: the next push creates it again
         if state.get("user_id") not in (None, user_id):
             raise SessionOwnershipError(session_id, user_id)
-        if state.get("overflow"):
-            moved = yield Command(
-                OVERFLOW,
-                "update_one",
-                {
-                    "filter": {"session_id": session_id, "runs.run_id": run_id},
-                    "update": {"$set": {"runs.$": body}},
-                },
-            )
-            if moved.matched_count:
-                return False
-        yield from spill(session_id, state, size, budget, keep=run_id)
-    raise RuntimeError(f"run {run_id!r} could not be saved in session {session_id!r} after {MAX_ROUNDS} rounds")
+        outcome: Outcome = "missed"
+        if entry_of(state, run_id) is not None:
+            outcome = yield from rewrite_spilled(session_id, user_id, state, run_id, body, now, budget)
+        elif int(state.get("runs_bytes") or 0) + size > budget:
+            carry = (run_id, body) if any(r.get("run_id") == run_id for r in state.get("runs") or []) else None
+            outcome = yield from spill(session_id, user_id, state, budget, now, pending=size, carry=carry)
+        if outcome == "saved":
+            return False
+        if outcome == "missed":
+            yield backoff(round_number)
+    raise WriteContentionError(f"run {run_id!r} of session {session_id!r}: the session kept changing; not saved")
 
 
-def spill(session_id: str, state: dict[str, Any], incoming: int, budget: int, *, keep: str) -> Plan[None]:
-    """Move the oldest runs to a new overflow document until half the budget is free.
-
-    Two commands: copy the runs out (``$addToSet``, so repeating it adds nothing), then pull them
-    from the session and recount ``runs_bytes`` exactly, only if no other writer moved runs since
-    (``overflow`` still has the count we read). A stop between the two leaves a run in both
-    places, never in neither; reads keep one copy.
-    """
-    runs: list[dict[str, Any]] = state.get("runs") or []
-    sizes = [bson_size(run) for run in runs]
-    remaining = sum(sizes)
-    count = 0
-    while count < len(runs) and remaining + incoming > budget // 2 and runs[count].get("run_id") != keep:
-        remaining -= sizes[count]
-        count += 1
-    seq = int(state.get("overflow") or 0)
-    moved = runs[:count]
-    if moved:
-        yield Command(
-            OVERFLOW,
-            "update_one",
-            {
-                "filter": {"_id": f"{session_id}:{seq:06d}"},
-                "update": {
-                    "$setOnInsert": {"session_id": session_id, "seq": seq},
-                    "$set": {"user_id": state.get("user_id")},
-                    "$addToSet": {"runs": {"$each": moved}},
-                },
-                "upsert": True,
-            },
-        )
-    same_count: Any = seq if seq else {"$in": [0, None]}
-    yield Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {"_id": session_id, "overflow": same_count},
-            "update": {
-                "$pull": {"runs": {"run_id": {"$in": [run.get("run_id") for run in moved]}}},
-                "$inc": {"runs_bytes": remaining - int(state.get("runs_bytes") or 0), "overflow": 1 if moved else 0},
-            },
-        },
-    )
+def entry_of(state: dict[str, Any], run_id: str) -> int | None:
+    """Index of the ``spilled`` entry that lists ``run_id``, if any."""
+    for index, entry in enumerate(state.get("spilled") or []):
+        if run_id in entry.get("ids", ()):
+            return index
     return None
 
 
-def get_run(run_id: str) -> Plan[dict[str, Any] | None]:
-    """The session (or overflow document) holding the run, with only that run projected."""
-    projection = {"runs": {"$elemMatch": {"run_id": run_id}}, "user_id": True, "session_type": True, "session_id": True}
-    found: dict[str, Any] | None = yield Command(
-        SESSIONS, "find_one", {"filter": {"runs.run_id": run_id}, "projection": projection}
+def chunk_write(session_id: str, inc: Any, chunk_id: str, runs: list[Any], now: int) -> Command:
+    """Write a new chunk (an upsert on its fresh ``_id``: a resend changes nothing)."""
+    document = {"session_id": session_id, "inc": inc, "runs": runs, "created_at": now}
+    return Command(
+        OVERFLOW, "update_one", {"filter": {"_id": chunk_id}, "update": {"$setOnInsert": document}, "upsert": True}
     )
-    if found is None:
-        found = yield Command(OVERFLOW, "find_one", {"filter": {"runs.run_id": run_id}, "projection": projection})
+
+
+def drop_chunk(chunk_id: str) -> Command:
+    """Delete a chunk that a commit definitely did not reference (its only send answered "no match")."""
+    return Command(OVERFLOW, "delete_one", {"filter": {"_id": chunk_id}})
+
+
+def commit(filter_: dict[str, Any], update: dict[str, Any], chunk_id: str | None) -> Plan[bool]:
+    """Send an overflow commit once; after a lost reply, read whether it landed (it names ``chunk_id``).
+
+    A definite "no match" deletes the unreferenced chunk. After a lost reply the chunk is left for
+    :func:`~agno_mongo.ops.sessions.delete_orphaned_overflow`: a command whose connection broke may
+    still be applied late, so the chunk is never deleted on a guess.
+    """
+    try:
+        result = yield Command(SESSIONS, "update_one", {"filter": filter_, "update": update}, resend=False)
+    except ReplyLost:
+        if chunk_id is None:
+            return False  # a recount only: the caller re-reads the session either way
+        found = yield Command(
+            SESSIONS, "find_one", {"filter": {"_id": filter_["_id"], "spilled.c": chunk_id}, "projection": {"_id": 1}}
+        )
+        return found is not None
+    if result.matched_count:
+        return True
+    if chunk_id is not None:
+        yield drop_chunk(chunk_id)
+    return False
+
+
+def spill(
+    session_id: str,
+    user_id: str | None,
+    state: dict[str, Any],
+    budget: int,
+    now: int,
+    *,
+    pending: int,
+    carry: tuple[str, RawBSONDocument] | None,
+) -> Plan[Outcome]:
+    """Move the oldest runs to a new chunk until ``pending`` more bytes fit in half the budget.
+
+    Two commands: write the chunk, then one update of the session conditioned on its incarnation, on
+    ``spill_rev`` and on every copied version still being there (each ``{run_id, _w}`` pair); it
+    pulls exactly those versions and appends the entry. An update or delete of a copied run in
+    between makes the commit miss: nothing is lost, the caller reads again. ``carry`` is the run
+    being saved and its new body: if it is among the moved runs the chunk holds the new version and
+    the run is saved by the commit ("saved").
+    """
+    runs: list[dict[str, Any]] = state.get("runs") or []
+    sizes = [bson_size(run) for run in runs]
+    stored_bytes = int(state.get("runs_bytes") or 0)
+    index_bytes = bson_size({"spilled": state.get("spilled") or []})
+    over = max(0, stored_bytes - sum(sizes) - index_bytes)
+    carry_id, carry_body = carry if carry is not None else (None, None)
+    count, remaining = 0, sum(sizes) + index_bytes
+    while count < len(runs) and remaining + pending > budget // 2:
+        remaining -= sizes[count]
+        if runs[count].get("run_id") == carry_id:
+            pending = 0  # it leaves with the moved runs
+        count += 1
+    if remaining + pending > budget:
+        raise SessionFullError(f"session {session_id!r} lists too many overflowed runs to take more")
+    moved = runs[:count]
+    base = {"_id": session_id, "inc": state.get("inc"), "spill_rev": state.get("spill_rev"), **owner_filter(user_id)}
+    if not moved:
+        if not over:
+            return "missed"  # it fits now: the session changed since the failed write
+        recount = {"$inc": {"runs_bytes": -over, "spill_rev": 1}}  # the stored count ran over: correct it
+        return "progress" if (yield from commit(base, recount, None)) else "missed"
+    carried = carry_body is not None and any(run.get("run_id") == carry_id for run in moved)
+    chunk_runs: list[Any] = [carry_body if carried and run.get("run_id") == carry_id else run for run in moved]
+    if carried and sum(bson_size(run) if isinstance(run, dict) else len(run.raw) for run in chunk_runs) > budget:
+        carried, chunk_runs = False, list(moved)  # too big together: move the old version, rewrite it next
+    chunk_id = new_token()
+    entry = {"c": chunk_id, "ids": [run.get("run_id") for run in moved]}
+    pairs = [{"run_id": run.get("run_id"), WRITE_TOKEN: run.get(WRITE_TOKEN)} for run in moved]
+    yield chunk_write(session_id, state.get("inc"), chunk_id, chunk_runs, now)
+    update: dict[str, Any] = {
+        "$pull": {"runs": {"$or": pairs}},
+        "$push": {"spilled": entry},
+        "$inc": {"spill_rev": 1, "runs_bytes": bson_size({"e": entry}) - sum(sizes[:count]) - over},
+    }
+    if carried:
+        update["$set"] = {"updated_at": now}
+        update["$currentDate"] = {TOUCHED_AT: True}
+    every_copy = {"runs": {"$all": [{"$elemMatch": pair} for pair in pairs]}}
+    if not (yield from commit({**base, **every_copy}, update, chunk_id)):
+        return "missed"
+    return "saved" if carried else "progress"
+
+
+def rewrite_spilled(
+    session_id: str,
+    user_id: str | None,
+    state: dict[str, Any],
+    run_id: str,
+    body: RawBSONDocument,
+    now: int,
+    budget: int,
+) -> Plan[Outcome]:
+    """Replace a run that lives in overflow: a new one-run chunk, then a compare-and-set of ``spilled``.
+
+    The run's entry is split around it, so the new version keeps the run's place. The commit is
+    conditioned on ``spill_rev`` (any other change to ``spilled`` since the read makes it miss), the
+    incarnation and the owner; the old version stays in its chunk, no longer listed.
+    """
+    spilled: list[dict[str, Any]] = list(state.get("spilled") or [])
+    index = entry_of(state, run_id)
+    assert index is not None
+    entry = spilled[index]
+    ids: list[str] = list(entry["ids"])
+    at = ids.index(run_id)
+    chunk_id = new_token()
+    pieces = [
+        {"c": entry["c"], "ids": ids[:at]},
+        {"c": chunk_id, "ids": [run_id]},
+        {"c": entry["c"], "ids": ids[at + 1 :]},
+    ]
+    rewritten = [*spilled[:index], *(piece for piece in pieces if piece["ids"]), *spilled[index + 1 :]]
+    grown = bson_size({"spilled": rewritten}) - bson_size({"spilled": spilled})
+    if int(state.get("runs_bytes") or 0) + grown > budget:
+        return (yield from spill(session_id, user_id, state, budget, now, pending=grown, carry=None))
+    yield chunk_write(session_id, state.get("inc"), chunk_id, [body], now)
+    filter_ = {"_id": session_id, "inc": state.get("inc"), "spill_rev": state.get("spill_rev"), **owner_filter(user_id)}
+    update = {
+        "$set": {"spilled": rewritten, "updated_at": now},
+        "$inc": {"spill_rev": 1, "runs_bytes": grown},
+        "$currentDate": {TOUCHED_AT: True},
+    }
+    return "saved" if (yield from commit(filter_, update, chunk_id)) else "missed"
+
+
+def get_run(run_id: str) -> Plan[dict[str, Any] | None]:
+    """The session holding the run, with only that run: from its own ``runs`` or through its entry."""
+    projection = {"runs": {"$elemMatch": {"run_id": run_id}}, "user_id": True, "session_type": True, "session_id": True}
+    for _ in range(4):
+        found: dict[str, Any] | None = yield Command(
+            SESSIONS, "find_one", {"filter": {"runs.run_id": run_id}, "projection": projection}
+        )
         if found is not None:
-            found["_id"] = found.get("session_id")
-    return found
+            return found
+        owner: dict[str, Any] | None = yield Command(
+            SESSIONS,
+            "find_one",
+            {
+                "filter": {"spilled.ids": run_id},
+                "projection": {"spilled": {"$elemMatch": {"ids": run_id}}, "user_id": True, "session_type": True},
+            },
+        )
+        if owner is None:
+            return None
+        chunk: dict[str, Any] | None = yield Command(
+            OVERFLOW,
+            "find_one",
+            {"filter": {"_id": owner["spilled"][0]["c"]}, "projection": {"runs": {"$elemMatch": {"run_id": run_id}}}},
+        )
+        if chunk is not None and chunk.get("runs"):
+            return {**owner, "runs": chunk["runs"]}
+    return None
 
 
 def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
-    """``$pull`` the runs from whichever sessions (and overflow documents) hold them."""
+    """Remove runs wherever they are (a session's ``runs``, or its overflow index): one command.
+
+    Two unordered statements in one ``update``: pull from ``runs``, and pull the ids from every
+    ``spilled`` entry (advancing ``spill_rev``, so an overflow commit computed before the delete
+    misses instead of putting the run back). Multi-document updates: no shard key needed. The
+    answer is the number of sessions changed; after a lost reply a token stamped on each changed
+    session tells (see :func:`agno_mongo.ops.sessions.stamped`).
+    """
     selector: Any = run_ids[0] if len(run_ids) == 1 else {"$in": run_ids}
-    op: Op = "update_one" if len(run_ids) == 1 else "update_many"
-    result = yield Command(
-        SESSIONS,
-        op,
-        {
-            "filter": {"runs.run_id": selector},
-            "update": {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now}},
-        },
-    )
-    if len(run_ids) == 1 and result.modified_count:
+    token = new_token()
+    stamp = {"$push": {"_ops": {"$each": [token], "$slice": -8}}}
+    requests = [
+        UpdateMany(
+            {"runs.run_id": selector},
+            {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now}, **stamp},
+        ),
+        UpdateMany(
+            {"spilled.ids": selector},
+            {"$pull": {"spilled.$[].ids": selector}, "$inc": {"spill_rev": 1}, "$set": {"updated_at": now}, **stamp},
+        ),
+    ]
+    command = Command(SESSIONS, "bulk_write", {"requests": requests, "ordered": False}, resend=False)
+    result = yield from stamped(command, token, {"_ops": token})
+    if result is None:
+        return 0
+    if result is True:
         return 1
-    older = yield Command(
-        OVERFLOW, op, {"filter": {"runs.run_id": selector}, "update": {"$pull": {"runs": {"run_id": selector}}}}
-    )
-    return int(result.modified_count) + int(older.modified_count)
+    return int(result.modified_count)
 
 
 RUN_SORT_FIELDS = {"created_at", "updated_at", "status", "run_id", "agent_id", "team_id", "workflow_id", "run_index"}
+
+
+def all_runs_expression() -> dict[str, Any]:
+    """Aggregation expression: the session's runs in order, overflowed ones (through ``_chunks``,
+    looked up by ``spilled.c``) first, each listed entry's runs in its order."""
+    pick = {
+        "$map": {
+            "input": {"$ifNull": ["$spilled", []]},
+            "as": "entry",
+            "in": {
+                "$let": {
+                    "vars": {
+                        "chunk": {
+                            "$arrayElemAt": [
+                                {
+                                    "$filter": {
+                                        "input": "$_chunks",
+                                        "as": "k",
+                                        "cond": {"$eq": ["$$k._id", "$$entry.c"]},
+                                    }
+                                },
+                                0,
+                            ]
+                        }
+                    },
+                    "in": {
+                        "$map": {
+                            "input": "$$entry.ids",
+                            "as": "id",
+                            "in": {
+                                "$arrayElemAt": [
+                                    {
+                                        "$filter": {
+                                            "input": {"$ifNull": ["$$chunk.runs", []]},
+                                            "as": "r",
+                                            "cond": {"$eq": ["$$r.run_id", "$$id"]},
+                                        }
+                                    },
+                                    0,
+                                ]
+                            },
+                        }
+                    },
+                }
+            },
+        }
+    }
+    flat = {"$reduce": {"input": pick, "initialValue": [], "in": {"$concatArrays": ["$$value", "$$this"]}}}
+    return {"$concatArrays": [flat, {"$ifNull": ["$runs", []]}]}
 
 
 def runs_pipeline(
@@ -263,28 +474,21 @@ def runs_pipeline(
     skip: int,
     limit: int | None,
 ) -> list[dict[str, Any]]:
-    """Runs across sessions as rows: match sessions (and their overflow), unwind, match runs, sort, page.
+    """Runs across sessions as rows: match sessions, put back their overflowed runs, unwind, match, sort, page.
 
-    ``_seq`` orders a session's overflow documents before the session itself, so within one session
-    (``_seq``, ``run_index``) is the order runs were first saved.
+    Overflowed runs are reached only through the session's own ``spilled`` entries (``$lookup`` by
+    chunk id), so they carry the session's current owner and incarnation. ``run_index`` is the
+    run's place in its session, oldest first.
     """
     match: dict[str, Any] = {**scope_filter(user_id)}
+    if session_id is not None:
+        match["_id"] = session_id
     if run_filter:
-        match["runs"] = {"$elemMatch": run_filter}
-    session_match = dict(match, **({"_id": session_id} if session_id is not None else {}))
-    overflow_match = dict(match, **({"session_id": session_id} if session_id is not None else {}))
+        match["$or"] = [{"runs": {"$elemMatch": run_filter}}, {"spilled.0": {"$exists": True}}]
     pipeline: list[dict[str, Any]] = [
-        {"$match": session_match},
-        {"$project": {"user_id": 1, "runs": 1, "_seq": {"$literal": 1 << 30}}},
-        {
-            "$unionWith": {
-                "coll": overflow_collection,
-                "pipeline": [
-                    {"$match": overflow_match},
-                    {"$project": {"_id": "$session_id", "user_id": 1, "runs": 1, "_seq": "$seq"}},
-                ],
-            }
-        },
+        {"$match": match},
+        {"$lookup": {"from": overflow_collection, "localField": "spilled.c", "foreignField": "_id", "as": "_chunks"}},
+        {"$project": {"user_id": 1, "runs": all_runs_expression()}},
         {"$unwind": {"path": "$runs", "includeArrayIndex": "run_index"}},
     ]
     if run_filter:
@@ -317,26 +521,30 @@ def cancel_pending_run_plan(
 ) -> Plan[bool]:
     """Cancel a run only while it is still ``expected_status``: conditional, atomic updates.
 
-    The reason becomes the run's content when the run has none yet; otherwise only the status changes.
+    The reason becomes the run's content when the run has none yet; otherwise only the status
+    changes. Each update gives the run a new write token (a spill that copied the old version then
+    misses) and stamps the session, so a lost reply is answered by a read, not by a guess.
     """
     base = {"_id": session_id, **owner_filter(user_id)}
     empty_content = {"run_id": run_id, "status": expected_status, "content": {"$in": [None, ""]}}
-    result = yield Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {**base, "runs": {"$elemMatch": empty_content}},
-            "update": {"$set": {"runs.$.status": "CANCELLED", "runs.$.content": reason, "updated_at": now}},
-        },
-    )
-    if result.modified_count:
-        return True
-    result = yield Command(
-        SESSIONS,
-        "update_one",
-        {
-            "filter": {**base, "runs": {"$elemMatch": {"run_id": run_id, "status": expected_status}}},
-            "update": {"$set": {"runs.$.status": "CANCELLED", "updated_at": now}},
-        },
-    )
-    return bool(result.modified_count)
+    for match, changes in (
+        (empty_content, {"runs.$.status": "CANCELLED", "runs.$.content": reason}),
+        ({"run_id": run_id, "status": expected_status}, {"runs.$.status": "CANCELLED"}),
+    ):
+        token = new_token()
+        command = Command(
+            SESSIONS,
+            "update_one",
+            {
+                "filter": {**base, "runs": {"$elemMatch": match}},
+                "update": {
+                    "$set": {**changes, f"runs.$.{WRITE_TOKEN}": new_token(), "updated_at": now},
+                    "$push": {"_ops": {"$each": [token], "$slice": -8}},
+                },
+            },
+            resend=False,
+        )
+        result = yield from stamped(command, token, {"_id": session_id, "_ops": token})
+        if result is True or (result is not None and result.modified_count):
+            return True
+    return False

@@ -12,18 +12,65 @@ no read before the write. Reads and deletes follow agno's contract: ``user_id=No
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from agno.db.utils import HISTORY_SKIP_STATUSES
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.ops.command import Command, Plan
+from agno_mongo.errors import AgnoMongoError
+from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
 
 SESSIONS = "sessions"
 OVERFLOW = "overflow"
-"""Role of the collection that holds a long session's oldest runs (see :mod:`agno_mongo.ops.runs`)."""
+"""Role of the collection that holds a long session's oldest runs in chunks (see :mod:`agno_mongo.ops.runs`)."""
+
+INTERNAL = {"inc": False, "spill_rev": False, "_ops": False}
+"""Bookkeeping fields that no read returns (``spilled`` too, wherever runs are not read)."""
+ORPHAN_GRACE_SECONDS = 3600
+"""An unreferenced chunk younger than this is never collected: a commit may still be on its way,
+or a reader may hold a session it read just before a rewrite."""
+
+
+def new_token() -> str:
+    """A fresh random token: 64 bits as 16 hex characters."""
+    return secrets.token_hex(8)
+
+
+def birth_fields() -> dict[str, Any]:
+    """``$setOnInsert`` fields of every session a write creates: a new incarnation, no overflow."""
+    return {"inc": new_token(), "spilled": [], "spill_rev": 0}
+
+
+class MissingChunkError(AgnoMongoError):
+    """A session lists an overflow chunk that stays missing on every re-read: the data was damaged
+    (a chunk deleted by hand). Names the session and the chunk."""
+
+    def __init__(self, session_id: object, chunk_id: object) -> None:
+        self.session_id = session_id
+        self.chunk_id = chunk_id
+        super().__init__(f"session {session_id!r} lists overflow chunk {chunk_id!r}, which does not exist")
+
+
+def stamped(command: Command, token: str, check: dict[str, Any]) -> Plan[Any]:
+    """Send a command that stamps ``token`` into ``_ops`` and is not safe to resend blindly.
+
+    Returns the command's result; after a lost reply, ``True`` if a document matching ``check``
+    (which includes the token) shows it was applied, else the result of sending it again.
+    """
+    for attempt in range(3):
+        try:
+            return (yield command)
+        except ReplyLost:
+            found = yield Command(command.collection, "find_one", {"filter": check, "projection": {"_id": 1}})
+            if found is not None:
+                return True
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
 
 DEFAULT_RUNS_BUDGET = 12 * 1024 * 1024
 """Bytes of runs one session document may hold before the oldest move to overflow documents.
@@ -49,6 +96,9 @@ ACTIVE_RUN_STATUSES = ["PENDING", "RUNNING", "PAUSED"]
 SESSION_INDEXES = [
     # get_run / delete_run / cancel_pending_run find a run by id across sessions.
     IndexModel([("runs.run_id", ASCENDING)], name="runs_run_id"),
+    IndexModel([("spilled.ids", ASCENDING)], name="spilled_ids"),
+    # after a lost reply, a write's token says whether it was applied
+    IndexModel([("_ops", ASCENDING)], name="ops_tokens", sparse=True),
     # get_sessions: by user, by type, by component; newest first.
     IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
     IndexModel([("session_type", ASCENDING), ("created_at", DESCENDING)], name="type_created"),
@@ -58,8 +108,8 @@ SESSION_INDEXES = [
 ]
 
 OVERFLOW_INDEXES = [
-    IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], name="session_seq"),
-    IndexModel([("runs.run_id", ASCENDING)], name="runs_run_id"),
+    IndexModel([("session_id", ASCENDING), ("inc", ASCENDING)], name="session_inc"),
+    IndexModel([("created_at", ASCENDING)], name="created_at"),
 ]
 
 # A run belongs in the agent's context when it is top-level and not cancelled/errored: the same
@@ -111,23 +161,39 @@ def upsert_session(fields: SessionFields, now: int, *, preserve_updated_at: bool
                     "updated_at": updated_at,
                     "schema_version": SCHEMA_VERSION,
                 },
-                "$setOnInsert": {"created_at": fields.created_at or now, "runs": []},
+                "$setOnInsert": {"created_at": fields.created_at or now, "runs": [], **birth_fields()},
                 "$currentDate": {TOUCHED_AT: True},
             },
             "upsert": True,
             "return_document": ReturnDocument.AFTER,
-            "projection": {"runs": False},
+            "projection": {"runs": False, "spilled": False, **INTERNAL},
         },
     )
 
 
+def owner_allows(session_id: str, user_id: str | None) -> Plan[bool]:
+    """After a duplicate key on an upsert: True if the session exists and the caller may write it
+    (it was created by a racing writer a moment ago), False if another user owns it."""
+    stored: dict[str, Any] | None = yield Command(
+        SESSIONS, "find_one", {"filter": {"_id": session_id}, "projection": {"user_id": True}}
+    )
+    return stored is not None and stored.get("user_id") in (None, user_id)
+
+
 def upsert_session_plan(fields: SessionFields, now: int) -> Plan[dict[str, Any] | None]:
-    """Upsert one session; ``None`` when another user owns it (agno's contract for a refusal)."""
-    try:
-        document: dict[str, Any] | None = yield upsert_session(fields, now)
-    except DuplicateKeyError:
-        return None
-    return document
+    """Upsert one session; ``None`` when another user owns it (agno's contract for a refusal).
+
+    A duplicate key is a refusal only if the stored owner is someone else: two writers creating the
+    same new id at once also meet one (MongoDB retries that itself only for filters on ``_id`` alone).
+    """
+    for _ in range(4):
+        try:
+            document: dict[str, Any] | None = yield upsert_session(fields, now)
+            return document
+        except DuplicateKeyError:
+            if not (yield from owner_allows(fields.session_id, fields.user_id)):
+                return None
+    return None
 
 
 def bulk_upsert_sessions(items: list[SessionFields], now: int, *, preserve_updated_at: bool) -> Command:
@@ -154,60 +220,113 @@ def upsert_sessions_plan(
     if not items:
         return []
     refused: set[int] = set()
-    try:
-        yield bulk_upsert_sessions(items, now, preserve_updated_at=preserve_updated_at)
-    except BulkWriteError as error:
-        for write_error in error.details.get("writeErrors", []):
-            if write_error.get("code") != 11000:
-                raise
-            refused.add(write_error["index"])
+    pending = list(range(len(items)))
+    for _ in range(4):
+        failed: list[int] = []
+        try:
+            yield bulk_upsert_sessions([items[i] for i in pending], now, preserve_updated_at=preserve_updated_at)
+        except BulkWriteError as error:
+            for write_error in error.details.get("writeErrors", []):
+                if write_error.get("code") != 11000:
+                    raise
+                failed.append(pending[write_error["index"]])
+        if not failed:
+            break
+        owners: list[dict[str, Any]] = yield Command(
+            SESSIONS,
+            "find",
+            {"filter": {"_id": {"$in": [items[i].session_id for i in failed]}}, "projection": {"user_id": True}},
+        )
+        owner_of = {document["_id"]: document.get("user_id") for document in owners}
+        pending = []
+        for i in failed:
+            if items[i].session_id in owner_of and owner_of[items[i].session_id] in (None, items[i].user_id):
+                pending.append(i)  # lost a race to create it: send again, it matches now
+            else:
+                refused.add(i)
+        if not pending:
+            break
+    else:
+        refused.update(pending)
     accepted = [fields.session_id for index, fields in enumerate(items) if index not in refused]
     if not accepted:
         return []
     documents: list[dict[str, Any]] = yield Command(
-        SESSIONS, "find", {"filter": {"_id": {"$in": accepted}}, "projection": {"runs": False}}
+        SESSIONS,
+        "find",
+        {"filter": {"_id": {"$in": accepted}}, "projection": {"runs": False, "spilled": False, **INTERNAL}},
     )
     by_id = {document["_id"]: document for document in documents}
     return [by_id[session_id] for session_id in dict.fromkeys(accepted) if session_id in by_id]
 
 
-def merge_runs(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs from overflow documents (oldest first) then the session's own, each run once.
+def assemble(document: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> str | None:
+    """Put a session's overflowed runs back before its own, in place; the id of a missing chunk, if any.
 
-    A run can sit in two places for a moment if a writer stopped between copying runs out and
-    pulling them from the session; the later copy wins and the first position is kept.
+    Only the ids an entry lists are taken from its chunk, in the entry's order: a chunk may also hold
+    versions that were since rewritten or deleted, and those are never shown.
     """
-    order: dict[str, dict[str, Any]] = {}
-    for run in [*older, *newer]:
-        order[run.get("run_id", "")] = run
-    return list(order.values())
+    older: list[dict[str, Any]] = []
+    for entry in document.get("spilled") or []:
+        chunk = chunks.get(entry.get("c"))
+        if chunk is None:
+            return str(entry.get("c"))
+        by_id = {run.get("run_id"): run for run in chunk.get("runs") or []}
+        older.extend(by_id[run_id] for run_id in entry.get("ids") or [] if run_id in by_id)
+    document["runs"] = [*older, *(document.get("runs") or [])]
+    document.pop("spilled", None)
+    return None
+
+
+def chunk_ids(documents: list[dict[str, Any]]) -> list[Any]:
+    """Every chunk the documents' ``spilled`` entries name."""
+    return list(dict.fromkeys(entry.get("c") for document in documents for entry in document.get("spilled") or []))
 
 
 def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]]]:
-    """Put back the overflowed runs of the listed sessions that have any: one command for the page."""
-    spilled = [document["_id"] for document in documents if document.get("overflow") and "runs" in document]
-    if not spilled:
+    """Put back the overflowed runs of the listed sessions that have any: one command for the page.
+
+    A chunk can only be missing if it was collected after a rewrite made it unreferenced; that
+    session is then read again on its own (its current ``spilled`` names chunks that exist).
+    """
+    wanted = chunk_ids(documents)
+    if not wanted:
+        for document in documents:
+            document.pop("spilled", None)
         return documents
-    parts: list[dict[str, Any]] = yield Command(
-        OVERFLOW,
-        "find",
-        {"filter": {"session_id": {"$in": spilled}}, "sort": [("session_id", ASCENDING), ("seq", ASCENDING)]},
-    )
-    older: dict[str, list[dict[str, Any]]] = {}
-    for part in parts:
-        older.setdefault(part["session_id"], []).extend(part.get("runs", []))
+    found: list[dict[str, Any]] = yield Command(OVERFLOW, "find", {"filter": {"_id": {"$in": wanted}}})
+    chunks = {chunk["_id"]: chunk for chunk in found}
+    out = []
     for document in documents:
-        if document["_id"] in older:
-            document["runs"] = merge_runs(older[document["_id"]], document.get("runs") or [])
-    return documents
+        if assemble(document, chunks) is not None:
+            fresh = yield from whole_session({"_id": document["_id"]})
+            if fresh is None:
+                continue
+            document = fresh
+        out.append(document)
+    return out
 
 
-def overflow_runs(session_id: str) -> Plan[list[dict[str, Any]]]:
-    """All runs moved out of a session, oldest first (only read when the session has overflowed)."""
-    documents: list[dict[str, Any]] = yield Command(
-        OVERFLOW, "find", {"filter": {"session_id": session_id}, "sort": [("seq", ASCENDING)]}
-    )
-    return [run for document in documents for run in document.get("runs", [])]
+def whole_session(match: dict[str, Any]) -> Plan[dict[str, Any] | None]:
+    """The session matching ``match`` with every run, overflowed ones included, as one consistent state.
+
+    The session document is read first; the chunks it names never change, so they complete that
+    state. A named chunk missing means a newer state exists: read again.
+    """
+    missing: str | None = None
+    for _ in range(5):
+        document: dict[str, Any] | None = yield Command(SESSIONS, "find_one", {"filter": match, "projection": INTERNAL})
+        if document is None or not document.get("spilled"):
+            if document is not None:
+                document.pop("spilled", None)
+            return document
+        found: list[dict[str, Any]] = yield Command(
+            OVERFLOW, "find", {"filter": {"_id": {"$in": chunk_ids([document])}}}
+        )
+        missing = assemble(document, {chunk["_id"]: chunk for chunk in found})
+        if missing is None:
+            return document
+    raise MissingChunkError(match.get("_id"), missing)
 
 
 def get_session(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
@@ -217,26 +336,30 @@ def get_session(session_id: str, user_id: str | None, runs_limit: int | None) ->
     ``runs_limit`` read only when its own document holds fewer than ``runs_limit`` context runs.
     """
     match = {"_id": session_id, **scope_filter(user_id)}
-    document: dict[str, Any] | None
     if runs_limit is None:
-        document = yield Command(SESSIONS, "find_one", {"filter": match})
-    else:
-        documents: list[dict[str, Any]] = yield Command(
-            SESSIONS, "aggregate", {"pipeline": [{"$match": match}, {"$set": {"runs": recent_runs(runs_limit)}}]}
-        )
-        document = documents[0] if documents else None
-    if document is None or not document.get("overflow"):
+        return (yield from whole_session(match))
+    spilled = {"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}
+    documents: list[dict[str, Any]] = yield Command(
+        SESSIONS,
+        "aggregate",
+        {
+            "pipeline": [
+                {"$match": match},
+                {"$set": {"runs": recent_runs(runs_limit), "spilled": spilled}},
+                {"$project": INTERNAL},
+            ]
+        },
+    )
+    document = documents[0] if documents else None
+    if document is None or not document.pop("spilled", False):
         return document
-    if runs_limit is not None and len(document.get("runs") or []) >= runs_limit:
+    if len(document.get("runs") or []) >= runs_limit:
         return document
-    older = yield from overflow_runs(session_id)
-    if runs_limit is None:
-        document["runs"] = merge_runs(older, document.get("runs") or [])
-        return document
-    whole: dict[str, Any] = yield Command(SESSIONS, "find_one", {"filter": match, "projection": {"runs": True}})
-    context = [run for run in merge_runs(older, (whole or {}).get("runs") or []) if is_context_run(run)]
-    document["runs"] = context[-runs_limit:] if runs_limit else []
-    return document
+    whole = yield from whole_session(match)
+    if whole is None:
+        return None
+    whole["runs"] = [run for run in whole.get("runs") or [] if is_context_run(run)][-runs_limit:] if runs_limit else []
+    return whole
 
 
 def is_context_run(run: dict[str, Any]) -> bool:
@@ -317,6 +440,7 @@ def rename_session(
             "filter": query,
             "update": [{"$set": {"session_data": merged, "updated_at": {"$literal": now}}}],
             "return_document": ReturnDocument.AFTER,
+            "projection": INTERNAL,
         },
     )
 
@@ -324,56 +448,98 @@ def rename_session(
 def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[int]:
     """Delete sessions with their runs; returns how many sessions went.
 
-    One command when a single session never overflowed (``findAndModify`` tells); otherwise the
-    overflow documents of the deleted sessions go in a second command.
+    One command for a single session that never overflowed (``findAndModify`` tells); otherwise the
+    chunks of the deleted incarnations go in a second command. After a lost reply on the delete, a
+    read tells whether the session is gone; its chunks are then left to
+    :func:`delete_orphaned_overflow` (unreachable: nothing reads a chunk but through its session).
     """
     if len(session_ids) == 1:
-        gone: dict[str, Any] | None = yield Command(
-            SESSIONS,
-            "find_one_and_delete",
-            {"filter": {"_id": session_ids[0], **scope_filter(user_id)}, "projection": {"overflow": True}},
-        )
+        match = {"_id": session_ids[0], **scope_filter(user_id)}
+        try:
+            gone: dict[str, Any] | None = yield Command(
+                SESSIONS,
+                "find_one_and_delete",
+                {"filter": match, "projection": {"inc": True, "spilled.c": True}},
+                resend=False,
+            )
+        except ReplyLost:
+            still: dict[str, Any] | None = yield Command(
+                SESSIONS, "find_one", {"filter": match, "projection": {"_id": 1}}
+            )
+            if still is None:
+                return 1
+            return (yield from delete_sessions(session_ids, user_id))
         if gone is None:
             return 0
-        if gone.get("overflow"):
-            yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": session_ids[0]}})
+        if gone.get("spilled"):
+            yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": session_ids[0], "inc": gone.get("inc")}})
         return 1
-    result = yield Command(SESSIONS, "delete_many", {"filter": {"_id": {"$in": session_ids}, **scope_filter(user_id)}})
-    if user_id is None:
-        yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": session_ids}}})
-    else:
-        yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": session_ids}, "user_id": user_id}})
-    return int(result.deleted_count)
+    match = {"_id": {"$in": session_ids}, **scope_filter(user_id)}
+    doomed: list[dict[str, Any]] = yield Command(
+        SESSIONS, "find", {"filter": {**match, "spilled.0": {"$exists": True}}, "projection": {"inc": True}}
+    )
+    result = yield Command(SESSIONS, "delete_many", {"filter": match})
+    if doomed:
+        yield Command(
+            OVERFLOW,
+            "delete_many",
+            {"filter": {"$or": [{"session_id": d["_id"], "inc": d.get("inc")} for d in doomed]}},
+        )
+    return int(getattr(result, "deleted_count", 0))
 
 
 def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
-    """Change the owner only if it is still ``previous_user_id`` and no run is in flight."""
-    changed: dict[str, Any] | None = yield Command(
+    """Change the owner only if it is still ``previous_user_id`` and no run is in flight.
+
+    One atomic update: the owner lives on the session document alone (overflow chunks have none).
+    Stamped with a token, so after a lost reply a read says whether it was applied.
+    """
+    token = new_token()
+    command = Command(
         SESSIONS,
-        "find_one_and_update",
+        "update_one",
         {
             "filter": {"_id": session_id, "user_id": previous_user_id, "runs.status": {"$nin": ACTIVE_RUN_STATUSES}},
-            "update": {"$set": {"user_id": user_id, "updated_at": now}},
-            "projection": {"overflow": True},
+            "update": {
+                "$set": {"user_id": user_id, "updated_at": now},
+                "$push": {"_ops": {"$each": [token], "$slice": -8}},
+            },
         },
+        resend=False,
     )
-    if changed is None:
-        return False
-    if changed.get("overflow"):
-        yield Command(
-            OVERFLOW, "update_many", {"filter": {"session_id": session_id}, "update": {"$set": {"user_id": user_id}}}
+    result = yield from stamped(command, token, {"_id": session_id, "_ops": token})
+    return result is True or bool(result.matched_count)
+
+
+def delete_orphaned_overflow(now: int, grace_seconds: int = ORPHAN_GRACE_SECONDS, batch: int = 1000) -> Plan[int]:
+    """Delete overflow chunks that no session references (expired by TTL, deleted, or superseded by a
+    rewrite or a commit that missed), once older than ``grace_seconds``. Bounded batches."""
+    deleted = 0
+    last: Any = None
+    while True:
+        query: dict[str, Any] = {"created_at": {"$lte": now - grace_seconds}}
+        if last is not None:
+            query["_id"] = {"$gt": last}
+        chunks: list[dict[str, Any]] = yield Command(
+            OVERFLOW,
+            "find",
+            {"filter": query, "projection": {"session_id": True}, "sort": [("_id", ASCENDING)], "limit": batch},
         )
-    return True
-
-
-def delete_orphaned_overflow() -> Plan[int]:
-    """Delete overflow documents whose session is gone (expired by TTL, or removed by hand)."""
-    owners: list[str] = yield Command(OVERFLOW, "distinct", {"key": "session_id"})
-    if not owners:
-        return 0
-    alive: list[str] = yield Command(SESSIONS, "distinct", {"key": "_id", "filter": {"_id": {"$in": owners}}})
-    orphans = sorted(set(owners) - set(alive))
-    if not orphans:
-        return 0
-    result = yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": {"$in": orphans}}})
-    return int(result.deleted_count)
+        if not chunks:
+            return deleted
+        last = chunks[-1]["_id"]
+        owners = list({chunk.get("session_id") for chunk in chunks})
+        sessions: list[dict[str, Any]] = yield Command(
+            SESSIONS, "find", {"filter": {"_id": {"$in": owners}}, "projection": {"spilled.c": True}}
+        )
+        referenced = {entry.get("c") for document in sessions for entry in document.get("spilled") or []}
+        orphans = [chunk["_id"] for chunk in chunks if chunk["_id"] not in referenced]
+        if orphans:
+            result = yield Command(
+                OVERFLOW,
+                "delete_many",
+                {"filter": {"_id": {"$in": orphans}, "created_at": {"$lte": now - grace_seconds}}},
+            )
+            deleted += int(result.deleted_count)
+        if len(chunks) < batch:
+            return deleted

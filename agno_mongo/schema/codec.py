@@ -81,6 +81,8 @@ TAG: Final = "%agno"
 
 MARKER: Final = "_codec"
 """Field that says "decode me": ``{"_codec": {"session_data": 1}}`` on a document, ``"_codec": 1`` in a run."""
+WRITE_TOKEN: Final = "_w"
+"""Key of the token each write gives a stored run (see :mod:`agno_mongo.ops.runs`); never shown to agno."""
 
 CODEC_VERSION: Final = 1
 """Value stored under ``MARKER``; a later format would bump it."""
@@ -630,8 +632,9 @@ def encode_run(run: Mapping[str, Any], path: str = "run", *, max_depth: int = MA
     Returns ``run`` itself when nothing changed. ``max_depth`` defaults to the room left below the
     session document and its ``runs`` array.
     """
-    if MARKER in run:
-        raise InvalidInputError(f"{path}.{MARKER}", "is reserved for agno-mongo")
+    for reserved in (MARKER, WRITE_TOKEN):
+        if reserved in run:
+            raise InvalidInputError(f"{path}.{reserved}", "is reserved for agno-mongo")
     encoded, changed = encode(run, path, max_depth=max_depth)
     if not isinstance(encoded, dict):  # pragma: no cover - a Mapping always encodes to a dict
         raise InvalidInputError(path, "must be a mapping")
@@ -643,8 +646,10 @@ def encode_run(run: Mapping[str, Any], path: str = "run", *, max_depth: int = MA
 def decode_run(stored: Mapping[str, Any], path: str = "run") -> dict[str, Any]:
     """The run ``encode_run`` was given, from its stored form; no walk when it carries no marker."""
     if MARKER not in stored:
-        return stored if type(stored) is dict else dict(stored)
+        run = stored if type(stored) is dict else dict(stored)
+        run.pop(WRITE_TOKEN, None)
+        return run
     _check_version(stored[MARKER], f"{path}.{MARKER}")
-    restored = decode({key: value for key, value in stored.items() if key != MARKER}, path)
+    restored = decode({key: value for key, value in stored.items() if key not in (MARKER, WRITE_TOKEN)}, path)
     assert isinstance(restored, dict)
     return restored
