@@ -158,7 +158,7 @@ async def test_upsert_never_overwrites_a_row_with_another_owner(store: Store) ->
     store.commands.clear()
     with pytest.raises(KnowledgeOwnershipError):
         await call(store.db.upsert_knowledge_content(row("a1", "hijacked", user_id="bob")))
-    assert store.commands.names == ["update"]  # refused inside the one write
+    assert store.commands.names == ["update", "find"]  # the write, then the owner read
     with pytest.raises(ValueError):  # what agno's own adapter raises here
         await call(store.db.upsert_knowledge_content(row("a1", "made shared", user_id=None)))
     with pytest.raises(KnowledgeOwnershipError):

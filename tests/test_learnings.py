@@ -85,12 +85,12 @@ async def test_upsert_updates_in_place_and_keeps_created_at(store: Store) -> Non
     assert store.raw.agno_learnings.count_documents({}) == 1
 
 
-async def test_another_users_record_is_refused_in_the_same_command(store: Store) -> None:
+async def test_another_users_record_is_refused_after_one_owner_read(store: Store) -> None:
     await put(store, "p1", content={"secret": "alice"})
     store.commands.clear()
     with pytest.raises(LearningOwnershipError):
         await put(store, "p1", user_id="bob", content={"secret": "bob"})
-    assert store.commands.names == ["update"]
+    assert store.commands.names == ["update", "find"]
     with pytest.raises(LearningOwnershipError):
         await put(store, "p1", user_id=None, content={"secret": "nobody"})
     assert store.raw.agno_learnings.find_one({"_id": "p1"})["content"] == {"secret": "alice"}

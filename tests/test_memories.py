@@ -140,7 +140,7 @@ async def test_another_users_memory_is_neither_read_nor_changed(store: Store) ->
     await call(store.db.upsert_user_memory(memory("m1", "alice's secret")))
     store.commands.clear()
     refused = await call(store.db.upsert_user_memory(memory("m1", "hijacked", user_id="bob")))
-    assert refused is None and store.commands.names == ["findAndModify"]
+    assert refused is None and store.commands.names == ["findAndModify", "find"]
     assert await call(store.db.upsert_user_memory(memory("m1", "ownerless", user_id=None))) is None
     assert store.raw.agno_memories.find_one({"_id": "m1"})["memory"] == "alice's secret"
 
@@ -165,7 +165,7 @@ async def test_bulk_upsert_leaves_out_refused_memories_and_lands_the_rest(store:
     result = await call(
         store.db.upsert_memories([memory("a1"), memory("taken", "hijack"), memory("a2"), None])  # type: ignore[list-item]
     )
-    assert store.commands.names == ["update"]
+    assert store.commands.names == ["update", "find"]
     assert [m.memory_id for m in result] == ["a1", "a2"]
     assert store.raw.agno_memories.find_one({"_id": "taken"})["memory"] == "bob's"
     assert store.raw.agno_memories.count_documents({"user_id": "alice"}) == 2

@@ -16,6 +16,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.memories import CREATE_RACE_ROUNDS
 from agno_mongo.ops.sessions import scope_filter
 from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 
@@ -74,8 +75,20 @@ def create_eval_run_plan(fields: EvalFields, now: int) -> Plan[None]:
 
     agno's adapter inserts and lets the unique ``run_id`` index refuse a duplicate; we keep that
     refusal (a :class:`DuplicateKeyError`) but tell it apart from our own retry landing twice.
+
+    The filter is equality on ``_id`` alone, so MongoDB 4.4+ retries a create race's duplicate key
+    by itself; a server that does not gets the same answer from the plan: the duplicate key is
+    answered by a resend (bounded), which now matches the stored run and is compared with it.
     """
-    before: dict[str, Any] | None = yield create_eval_run(fields, now)
+    command = create_eval_run(fields, now)
+    for _ in range(CREATE_RACE_ROUNDS):
+        try:
+            before: dict[str, Any] | None = yield command
+        except DuplicateKeyError:
+            continue  # lost a create race: the run exists now, so the resend matches it and returns it
+        break
+    else:
+        raise DuplicateKeyError(f"eval run {fields.run_id!r}: the create kept colliding on _id", DUPLICATE_KEY)
     if before is not None and not same_record(before, fields):
         raise DuplicateKeyError(f"eval run {fields.run_id!r} already exists with other contents", DUPLICATE_KEY)
     return None

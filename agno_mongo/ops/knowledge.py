@@ -8,6 +8,8 @@ Nothing here does I/O. A row's ``_id`` is its ``id``. The owner rules are agno's
   in the filter, so a row owned by someone else (or a shared row, for an owned write) does not
   match, the upsert collides on ``_id``, and MongoDB refuses it with a duplicate key in the same
   round trip. Ownership never changes through an upsert (agno's ids already include the owner).
+  A collision that is a lost create race (the winner has the same owner) is sent again, not
+  refused (see :func:`~agno_mongo.ops.memories.owner_checked_upsert`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
-from agno_mongo.ops.command import Command
+from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.memories import Owner, owner_checked_upsert
 from agno_mongo.schema.knowledge import SCHEMA_VERSION, KnowledgeFields
 
 KNOWLEDGE = "knowledge"
@@ -56,6 +59,21 @@ def upsert_knowledge(fields: KnowledgeFields, now: int) -> Command:
         "update_one",
         {"filter": {"_id": fields.id, "user_id": fields.user_id}, "update": update, "upsert": True},
     )
+
+
+def same_owner(user_id: str | None) -> Owner:
+    """What the upsert's filter ``{"user_id": user_id}`` matches: exactly that owner (null or absent
+    for a shared row)."""
+    return lambda owner: owner == user_id
+
+
+def upsert_knowledge_plan(fields: KnowledgeFields, now: int) -> Plan[bool]:
+    """Upsert one row; ``False`` (nothing changed) if the stored row with this id has another owner.
+
+    One command, plus an owner read and a resend only after a collision on ``_id``.
+    """
+    landed, _ = yield from owner_checked_upsert(upsert_knowledge(fields, now), fields.id, same_owner(fields.user_id))
+    return landed
 
 
 def get_knowledge(content_id: str, user_id: str | None) -> Command:

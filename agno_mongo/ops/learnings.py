@@ -2,7 +2,9 @@
 
 Nothing here does I/O. A learning's ``_id`` is its ``learning_id``. ``upsert_learning`` carries the
 owner check inside its filter, like sessions and memories: a record owned by another user does not
-match, the upsert collides on ``_id`` and MongoDB refuses it in the same round trip.
+match, the upsert collides on ``_id`` and MongoDB refuses it in the same round trip. A collision
+that is a lost create race (same owner, created first by another writer) is sent again, not refused
+(see :func:`~agno_mongo.ops.memories.owner_checked_upsert`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.memories import stats_page, user_stats_pipeline
+from agno_mongo.ops.memories import may_write, owner_checked_upsert, stats_page, user_stats_pipeline
 from agno_mongo.ops.sessions import owner_filter
 from agno_mongo.schema.codec import MARKER
 from agno_mongo.schema.learnings import SCHEMA_VERSION, LearningFields, learning_free_form
@@ -70,6 +72,17 @@ def upsert_learning(fields: LearningFields, now: int) -> Command:
             "upsert": True,
         },
     )
+
+
+def upsert_learning_plan(fields: LearningFields, now: int) -> Plan[bool]:
+    """Upsert one record; ``False`` (nothing changed) if another user owns its id.
+
+    One command, plus an owner read and a resend only after a collision on ``_id``.
+    """
+    landed, _ = yield from owner_checked_upsert(
+        upsert_learning(fields, now), fields.learning_id, may_write(fields.user_id)
+    )
+    return landed
 
 
 def get_learning(query: dict[str, Any]) -> Command:
