@@ -6,6 +6,7 @@
 from agno_mongo.db import AsyncMongoDb, MongoDb
 from agno_mongo.errors import (
     AgnoMongoError,
+    CorruptDocumentError,
     EvalRunOwnershipError,
     InvalidInputError,
     KnowledgeOwnershipError,
@@ -19,6 +20,7 @@ from agno_mongo.errors import (
 __all__ = [
     "AgnoMongoError",
     "AsyncMongoDb",
+    "CorruptDocumentError",
     "EvalRunOwnershipError",
     "InvalidInputError",
     "KnowledgeOwnershipError",

@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.driver_info import DriverInfo
 
 from agno_mongo import drivers
+from agno_mongo.contract.checks import check_str, check_table_name
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
@@ -191,11 +192,14 @@ class MongoDb(_Settings, BaseDb):
 
     def get_latest_schema_version(self, table_name: str = "") -> str:
         """The agno schema stamp for a table; unstamped tables are current."""
+        check_table_name("table_name", table_name)
         document = self.database[self.versions_table_name].find_one({"table_name": table_name})
         return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
 
     def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
-        """Record agno's schema stamp for a table."""
+        """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
+        check_table_name("table_name", table_name)
+        check_str("version", version)
         self.database[self.versions_table_name].update_one(
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )
@@ -346,11 +350,14 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
 
     async def get_latest_schema_version(self, table_name: str = "") -> str:
         """The agno schema stamp for a table; unstamped tables are current."""
+        check_table_name("table_name", table_name)
         document = await (await self.database())[self.versions_table_name].find_one({"table_name": table_name})
         return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
 
     async def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
-        """Record agno's schema stamp for a table."""
+        """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
+        check_table_name("table_name", table_name)
+        check_str("version", version)
         await (await self.database())[self.versions_table_name].update_one(
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )

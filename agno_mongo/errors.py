@@ -22,6 +22,22 @@ class InvalidInputError(AgnoMongoError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class CorruptDocumentError(AgnoMongoError, ValueError):
+    """A stored document does not have the shape agno-mongo writes; it was not handed to agno.
+
+    ``collection`` is the collection's role (``sessions``, ``memories``, ...), ``document_id`` the
+    document's ``_id`` and ``field`` the first field found wrong. Nothing was changed: fix or delete
+    the document (it was written by something else, or edited by hand).
+    """
+
+    def __init__(self, collection: str, document_id: object, field: str, message: str) -> None:
+        self.collection = collection
+        self.document_id = document_id
+        self.field = field
+        self.detail = message
+        AgnoMongoError.__init__(self, f"{collection} document {document_id!r}: {field}: {message}")
+
+
 class SessionOwnershipError(AgnoMongoError, PermissionError):
     """The session belongs to another user; the write was refused and nothing changed."""
 

@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 
 from agno.db.base import SessionType
 from agno.run.base import RunStatus
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import check_id, check_optional_id
+from agno_mongo.schema.session import INT64_MAX, INT64_MIN, LONE_SURROGATE, check_id, check_optional_id, is_utf8
 
 __all__ = [
+    "check_choice",
     "check_id",
     "check_ids",
     "check_int",
     "check_optional_id",
+    "check_optional_str",
     "check_page",
     "check_session_type",
+    "check_skip",
     "check_sort",
     "check_status",
     "check_str",
+    "check_table_name",
     "now",
 ]
 
@@ -38,13 +43,16 @@ def now() -> int:
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int | None:
-    """``None`` or an int (not a bool) at least ``minimum``, else :class:`InvalidInputError`."""
+    """``None`` or an int (not a bool) at least ``minimum`` that fits in a signed 64-bit BSON int,
+    else :class:`InvalidInputError`."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(name, f"must be an integer, got {type(value).__name__}")
     if minimum is not None and value < minimum:
         raise InvalidInputError(name, f"must be at least {minimum}, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInputError(name, f"must fit in a signed 64-bit integer ({INT64_MIN} to {INT64_MAX})")
     return value
 
 
@@ -90,13 +98,45 @@ def check_page(limit: object, page: object) -> tuple[int | None, int]:
     if checked_limit == 0:
         checked_limit = None
     skip = (checked_page - 1) * checked_limit if checked_page and checked_limit else 0
+    check_skip(skip)
     return checked_limit, skip
 
 
+def check_skip(skip: int) -> int:
+    """The number of rows a page skips, ``(page - 1) * limit``, must fit in 64 bits too."""
+    if skip > INT64_MAX:
+        raise InvalidInputError("page", f"skips {skip} rows; (page - 1) * limit must be at most {INT64_MAX}")
+    return skip
+
+
 def check_str(name: str, value: object) -> str:
-    """A plain string, else :class:`InvalidInputError`."""
+    """A plain string that encodes as UTF-8 (no lone surrogate), else :class:`InvalidInputError`."""
     if not isinstance(value, str):
         raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
+    if not is_utf8(value):
+        raise InvalidInputError(name, LONE_SURROGATE)
+    return value
+
+
+def check_optional_str(name: str, value: object) -> str | None:
+    """``None`` or a string as :func:`check_str` accepts it."""
+    return None if value is None else check_str(name, value)
+
+
+def check_table_name(name: str, value: object) -> str:
+    """A collection name as agno passes it (``table_name``): a non-empty UTF-8 string without NUL
+    that does not start with ``$``, so an operator dict or ``$``-name never reaches a filter."""
+    checked = check_id(name, value)
+    if checked.startswith("$") or "\0" in checked:
+        raise InvalidInputError(name, f"is not a valid collection name: {checked!r}")
+    return checked
+
+
+def check_choice(name: str, value: object, allowed: Collection[str]) -> str:
+    """One of the strings in ``allowed``; anything else (a dict, a number, another string) is
+    :class:`InvalidInputError` naming ``name``, never a ``TypeError`` from an unhashable value."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInputError(name, f"must be one of {sorted(allowed)}, got {value!r}")
     return value
 
 

@@ -11,7 +11,6 @@ owner differs from the row's ``user_id`` (refused in the same command, see
 from __future__ import annotations
 
 from agno.db.schemas.knowledge import KnowledgeRow
-from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.contract.checks import check_id, check_optional_id, check_page, check_sort, check_str, now
 from agno_mongo.errors import KnowledgeOwnershipError
@@ -46,13 +45,12 @@ class KnowledgeContract:
         """Create or update a row in one command and return it.
 
         Every field is written as given (agno rewrites whole rows). Raises
-        :class:`KnowledgeOwnershipError` if the stored row with this id has a different owner.
+        :class:`KnowledgeOwnershipError` if the stored row with this id has a different owner (a row
+        another writer with the same owner created first, in a race, is overwritten as usual).
         """
         fields = KnowledgeFields.from_row(knowledge_row)
-        try:
-            yield ops.upsert_knowledge(fields, now())
-        except DuplicateKeyError:
-            raise KnowledgeOwnershipError(fields.id, fields.user_id) from None
+        if not (yield from ops.upsert_knowledge_plan(fields, now())):
+            raise KnowledgeOwnershipError(fields.id, fields.user_id)
         return knowledge_row
 
     def get_knowledge_content(self, id: str, user_id: str | None = None) -> Plan[KnowledgeRow | None]:

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
-from agno_mongo.contract.checks import check_id, check_int, check_optional_id, check_page, check_sort, check_str, now
+from agno_mongo.contract.checks import (
+    check_id,
+    check_int,
+    check_optional_id,
+    check_optional_str,
+    check_page,
+    check_sort,
+    check_str,
+    now,
+)
 from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.ops.sessions import page_of
 from agno_mongo.schema.codec import decode_fields
 from agno_mongo.schema.learnings import LearningFields, learning_out
+from agno_mongo.schema.session import reading
 
 LEARNING_SORT_FIELDS = {
     "created_at",
@@ -34,11 +42,6 @@ LEARNING_SORT_FIELDS = {
     "entity_type",
 }
 STATS_SORT_FIELDS = {"user_id", "last_learning_updated_at"}
-
-
-def check_optional_str(name: str, value: object) -> str | None:
-    """``None`` or a plain string."""
-    return None if value is None else check_str(name, value)
 
 
 def check_filters(
@@ -112,7 +115,10 @@ class LearningContract:
             entity_type=entity_type,
         )
         document = yield ops.get_learning(ops.learning_filter(values))
-        return None if document is None else {"content": decode_fields(document).get("content")}
+        if document is None:
+            return None
+        with reading("learnings", document):
+            return {"content": decode_fields(document).get("content")}
 
     def upsert_learning(
         self,
@@ -130,7 +136,9 @@ class LearningContract:
     ) -> Plan[None]:
         """Insert or update one record in one command; ``created_at`` is kept from the first write.
 
-        Raises :class:`LearningOwnershipError` if another user owns ``id``.
+        Raises :class:`LearningOwnershipError` if another user owns ``id``. A record the same user
+        (or nobody) created first, in a race, is updated, not refused (one owner read and a resend,
+        only after such a collision).
         """
         check_id("id", id)
         check_str("learning_type", learning_type)
@@ -149,10 +157,8 @@ class LearningContract:
             entity_type=entity_type,
             metadata=metadata,
         )
-        try:
-            yield ops.upsert_learning(fields, now())
-        except DuplicateKeyError:
-            raise LearningOwnershipError(id, user_id) from None
+        if not (yield from ops.upsert_learning_plan(fields, now())):
+            raise LearningOwnershipError(id, user_id)
         return None
 
     def update_learning(self, id: str, content: dict[str, Any], metadata: dict[str, Any] | None = None) -> Plan[bool]:

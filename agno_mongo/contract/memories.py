@@ -3,6 +3,8 @@
 ``MemoryContract`` holds what the sync and async classes share; each method has agno's signature and
 returns a plan that :func:`~agno_mongo.drivers.blocking` or :func:`~agno_mongo.drivers.awaiting` runs.
 Every single-memory call is one command; a bulk upsert is one command for any number of memories.
+An upsert that collides on ``_id`` costs one read of the stored owner, plus a resend when the
+collision was a lost create race rather than another user's memory.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class MemoryContract:
     def upsert_user_memory(self, memory: UserMemory, deserialize: bool | None = True) -> Plan[Any]:
         """Create or update one memory in one command; ``None`` if another user owns its id.
 
+        A memory the same user (or nobody) created first under this id, in a race, is updated.
+
         A memory without ``memory_id`` gets a uuid4 (set on the object too, as agno does).
         """
         fields = MemoryFields.from_memory(memory)
@@ -58,6 +62,9 @@ class MemoryContract:
         self, memories: list[UserMemory], deserialize: bool | None = True, preserve_updated_at: bool = False
     ) -> Plan[list[Any]]:
         """Upsert many memories in ONE bulk command; those owned by other users are left out.
+
+        Memories that lost a create race to a writer of the same user (or nobody) are written by one
+        owner read and one more bulk for just those.
 
         Each record is written whole (``created_at`` included, as agno's bulk path does), so the
         answer is built from what was sent, without reading back.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from agno_mongo.contract.checks import now
+from agno_mongo.contract.checks import check_str, now
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import metrics as ops
 from agno_mongo.ops.command import Plan
@@ -32,11 +32,10 @@ def check_owner(value: object) -> str | None:
     """``None`` (every owner), ``""`` (the unowned bucket, agno's sentinel) or a user id string."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidInputError("user_id", f"must be a string, got {type(value).__name__}")
-    if len(value) > MAX_ID_LENGTH:
+    owner = check_str("user_id", value)
+    if len(owner) > MAX_ID_LENGTH:
         raise InvalidInputError("user_id", f"must be at most {MAX_ID_LENGTH} characters long")
-    return value
+    return owner
 
 
 class MetricsContract:

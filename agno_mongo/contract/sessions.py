@@ -16,6 +16,7 @@ from agno.db.utils import deserialize_run, deserialize_session, get_run_type
 from agno.run.base import RunStatus
 
 from agno_mongo.contract.checks import (
+    check_choice,
     check_id,
     check_ids,
     check_int,
@@ -252,7 +253,9 @@ class SessionContract:
         example daily or when ``session_ttl_seconds`` is set. Returns how many were deleted.
         """
         grace = check_int("older_than_seconds", older_than_seconds, minimum=0)
-        deleted = yield from ops.delete_orphaned_overflow(now(), grace if grace is not None else ops.ORPHAN_GRACE_SECONDS)
+        if grace is None:
+            grace = ops.ORPHAN_GRACE_SECONDS
+        deleted = yield from ops.delete_orphaned_overflow(now(), grace)
         return deleted
 
     # --- runs -------------------------------------------------------------------------------
@@ -371,8 +374,7 @@ class SessionContract:
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
         check_str("reason", reason)
-        if not isinstance(expected_status, str) or expected_status not in {"PENDING", "RUNNING"}:
-            raise InvalidInputError("expected_status", "only PENDING or RUNNING runs can be cancelled")
+        check_choice("expected_status", expected_status, {"PENDING", "RUNNING"})
         changed = yield from run_ops.cancel_pending_run_plan(
             session_id, run_id, user_id, reason, expected_status, now()
         )

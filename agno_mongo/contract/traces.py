@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agno.utils.dttm import parse_datetime_utc
 
-from agno_mongo.contract.checks import check_id, check_int, check_str
+from agno_mongo.contract.checks import check_id, check_int, check_skip, check_str
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import traces as ops
 from agno_mongo.ops.command import Plan
@@ -59,14 +59,30 @@ def trace_page(limit: object, page: object, default: int) -> tuple[int, int]:
     """``(limit, skip)`` the way agno's adapter pages traces: ``limit or default``, ``page or 1``."""
     size = check_int("limit", limit, minimum=0) or default
     number = check_int("page", page, minimum=0) or 1
-    return size, (number - 1) * size
+    return size, check_skip((number - 1) * size)
 
 
 def filter_expr_query(filter_expr: object) -> dict[str, Any]:
     """agno's ``filter_expr`` (``FilterExpr.to_dict()``) as a query; ``None`` or ``{}`` is no filter."""
     if filter_expr is None or filter_expr == {}:
         return {}
-    return ops.filter_query(filter_expr)
+    query = ops.filter_query(filter_expr)
+    check_values("filter_expr", query)
+    return query
+
+
+def check_values(name: str, value: object) -> None:
+    """Every string and int in a built query must be storable as BSON (UTF-8, 64 bits)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            check_values(name, item)
+    elif isinstance(value, list):
+        for item in value:
+            check_values(name, item)
+    elif isinstance(value, str):
+        check_str(name, value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        check_int(name, value)
 
 
 class TraceContract:

@@ -56,13 +56,14 @@ from zoneinfo import ZoneInfo
 
 from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
-from agno_mongo.errors import AgnoMongoError, InvalidInputError
+from agno_mongo.errors import AgnoMongoError, CorruptDocumentError, InvalidInputError
 
 __all__ = [
     "CODEC_VERSION",
     "MARKER",
     "MAX_DEPTH",
     "TAG",
+    "CorruptStoredValueError",
     "CorruptValueError",
     "decode",
     "decode_fields",
@@ -115,7 +116,22 @@ class CorruptValueError(AgnoMongoError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.detail = message
         super().__init__(f"{field}: {message}")
+
+
+class CorruptStoredValueError(CorruptDocumentError, CorruptValueError):
+    """A :class:`CorruptValueError` met while reading a stored document, naming the document too.
+
+    Both a :class:`~agno_mongo.errors.CorruptDocumentError` (``collection``, ``document_id``,
+    ``field``) and a :class:`CorruptValueError` (``field`` is the path inside the document), so code
+    catching either sees it.
+    """
+
+    @classmethod
+    def wrap(cls, error: CorruptValueError, collection: str, document_id: object) -> CorruptStoredValueError:
+        """``error`` with the document it was found in."""
+        return cls(collection, document_id, error.field, error.detail)
 
 
 class _Refused(Exception):

@@ -14,8 +14,8 @@ from agno.db.schemas.evals import EvalRunRecord
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.codec import decode_fields, encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
+from agno_mongo.schema.codec import encode_free_form
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "EvalDocument", "EvalFields", "EvalTypeName", "eval_out", "eval_row"]
 
@@ -31,13 +31,13 @@ class EvalFields(BaseModel):
     eval_type: EvalTypeName
     eval_data: dict[str, Any]
     eval_input: dict[str, Any] | None = None
-    agent_id: str | None = None
-    model_id: str | None = None
-    model_provider: str | None = None
-    team_id: str | None = None
-    workflow_id: str | None = None
-    name: str | None = None
-    evaluated_component_name: str | None = None
+    agent_id: Text | None = None
+    model_id: Text | None = None
+    model_provider: Text | None = None
+    team_id: Text | None = None
+    workflow_id: Text | None = None
+    name: Text | None = None
+    evaluated_component_name: Text | None = None
 
     @classmethod
     def from_record(cls, record: object, *, name: str = "eval_run") -> EvalFields:
@@ -62,8 +62,8 @@ class EvalDocument(EvalFields):
 
     id: IdStr = Field(alias="_id")
     user_id: str | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
+    created_at: Int64 | None = None
+    updated_at: Int64 | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_agno_dict(self) -> dict[str, Any]:
@@ -72,8 +72,9 @@ class EvalDocument(EvalFields):
 
 
 def eval_row(document: dict[str, Any]) -> dict[str, Any]:
-    """A stored document as agno's row dict: decoded and validated."""
-    return EvalDocument.model_validate(decode_fields(document)).to_agno_dict()
+    """A stored document as agno's row dict: decoded and validated (a malformed one raises
+    :class:`~agno_mongo.errors.CorruptDocumentError`)."""
+    return from_stored(EvalDocument, document, "evals").to_agno_dict()
 
 
 def eval_out(document: dict[str, Any], deserialize: bool | None) -> EvalRunRecord | dict[str, Any]:

@@ -15,8 +15,8 @@ from agno.db.schemas.knowledge import KnowledgeRow
 from pydantic import BaseModel, ConfigDict
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.codec import decode_fields, encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
+from agno_mongo.schema.codec import encode_free_form
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "KnowledgeDocument", "KnowledgeFields", "knowledge_out"]
 
@@ -27,19 +27,19 @@ class KnowledgeFields(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: IdStr
-    name: str
-    description: str
+    name: Text
+    description: Text
     metadata: dict[str, Any] | None = None
-    type: str | None = None
-    size: int | None = None
-    linked_to: str | None = None
-    access_count: int | None = None
-    status: str | None = None
-    status_message: str | None = None
+    type: Text | None = None
+    size: Int64 | None = None
+    linked_to: Text | None = None
+    access_count: Int64 | None = None
+    status: Text | None = None
+    status_message: Text | None = None
     user_id: IdStr | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
-    external_id: str | None = None
+    created_at: Int64 | None = None
+    updated_at: Int64 | None = None
+    external_id: Text | None = None
 
     @classmethod
     def from_row(cls, row: object, *, name: str = "knowledge_row") -> KnowledgeFields:
@@ -72,7 +72,8 @@ class KnowledgeDocument(KnowledgeFields):
 
 
 def knowledge_out(document: dict[str, Any]) -> KnowledgeRow:
-    """A stored document as agno's ``KnowledgeRow``, validated on the way out."""
+    """A stored document as agno's ``KnowledgeRow``, validated on the way out (a malformed one
+    raises :class:`~agno_mongo.errors.CorruptDocumentError`)."""
     if "id" not in document:
         document = {**document, "id": document.get("_id")}
-    return KnowledgeDocument.model_validate(decode_fields(document)).to_row()
+    return from_stored(KnowledgeDocument, document, "knowledge").to_row()

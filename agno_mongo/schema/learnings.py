@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agno_mongo.schema.codec import decode_fields, encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
+from agno_mongo.schema.codec import encode_free_form
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "LearningDocument", "LearningFields", "learning_free_form", "learning_out"]
 
@@ -30,13 +30,13 @@ class LearningFields(BaseModel):
     learning_id: IdStr
     learning_type: IdStr
     content: dict[str, Any]
-    namespace: str | None = None
+    namespace: Text | None = None
     user_id: IdStr | None = None
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
     session_id: IdStr | None = None
-    entity_id: str | None = None
-    entity_type: str | None = None
+    entity_id: Text | None = None
+    entity_type: Text | None = None
     metadata: dict[str, Any] | None = None
 
     @classmethod
@@ -55,8 +55,8 @@ class LearningDocument(LearningFields):
     model_config = ConfigDict(extra="ignore", strict=False, populate_by_name=True)
 
     id: IdStr = Field(alias="_id")
-    created_at: int | None = None
-    updated_at: int | None = None
+    created_at: Int64 | None = None
+    updated_at: Int64 | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_agno_dict(self) -> dict[str, Any]:
@@ -70,5 +70,6 @@ def learning_free_form(content: dict[str, Any], metadata: dict[str, Any] | None)
 
 
 def learning_out(document: dict[str, Any]) -> dict[str, Any]:
-    """A stored document as the dict agno returns, validated on the way out."""
-    return LearningDocument.model_validate(decode_fields(document)).to_agno_dict()
+    """A stored document as the dict agno returns, validated on the way out (a malformed one raises
+    :class:`~agno_mongo.errors.CorruptDocumentError`)."""
+    return from_stored(LearningDocument, document, "learnings").to_agno_dict()

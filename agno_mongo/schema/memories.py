@@ -14,8 +14,8 @@ from agno.db.schemas.memory import UserMemory
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.codec import decode_fields, encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
+from agno_mongo.schema.codec import encode_free_form
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "MemoryDocument", "MemoryFields"]
 
@@ -27,14 +27,14 @@ class MemoryFields(BaseModel):
 
     memory_id: IdStr
     memory: str | dict[str, Any]
-    topics: list[str] | None = None
+    topics: list[Text] | None = None
     user_id: IdStr | None = None
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
-    input: str | None = None
-    feedback: str | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
+    input: Text | None = None
+    feedback: Text | None = None
+    created_at: Int64 | None = None
+    updated_at: Int64 | None = None
 
     @classmethod
     def from_memory(cls, memory: object, *, name: str = "memory") -> MemoryFields:
@@ -69,6 +69,7 @@ class MemoryDocument(MemoryFields):
 
 
 def memory_out(document: dict[str, Any], deserialize: bool | None) -> UserMemory | dict[str, Any]:
-    """A stored document as agno wants it: a ``UserMemory`` or its dict."""
-    record = MemoryDocument.model_validate(decode_fields(document)).to_agno_dict()
+    """A stored document as agno wants it: a ``UserMemory`` or its dict; a malformed one raises
+    :class:`~agno_mongo.errors.CorruptDocumentError`."""
+    record = from_stored(MemoryDocument, document, "memories").to_agno_dict()
     return UserMemory.from_dict(record) if deserialize else record

@@ -7,14 +7,16 @@ side and an unexpected stored shape is caught on the way out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
 from agno.session import AgentSession, TeamSession, WorkflowSession
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
-from agno_mongo.errors import InvalidInputError
+from agno_mongo.errors import CorruptDocumentError, InvalidInputError
 from agno_mongo.schema.codec import (
+    CorruptStoredValueError,
     CorruptValueError,
     decode_fields,
     decode_run,
@@ -25,8 +27,34 @@ SCHEMA_VERSION = 1
 """Bumped when the stored layout changes, so a migration can find old documents."""
 
 MAX_ID_LENGTH = 1024
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+"""The ints BSON can hold: a larger one makes PyMongo raise ``OverflowError`` while encoding."""
+LONE_SURROGATE = "must be valid Unicode text (it holds a lone surrogate)"
+
+
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (BSON's strings); only a lone surrogate cannot."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8_text(value: str) -> str:
+    if not is_utf8(value):
+        raise ValueError(LONE_SURROGATE)
+    return value
+
 
 IdStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+Text = Annotated[str, AfterValidator(_utf8_text)]
+"""A plain string field stored as it is (not through the codec): it must encode as UTF-8."""
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+"""An int field stored as a BSON int: it must fit in 64 bits."""
 SessionTypeName = Literal["agent", "team", "workflow"]
 FREE_FORM = ("session_data", "agent_data", "team_data", "workflow_data", "metadata", "summary")
 """Fields holding whatever agno or the user put there: stored through the codec (escaped where needed)."""
@@ -43,11 +71,8 @@ def check_id(name: str, value: object) -> str:
         raise InvalidInputError(name, f"must be a string, got {type(value).__name__}")
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidInputError(name, f"must be 1 to {MAX_ID_LENGTH} characters long")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInputError(name, "must be valid Unicode text (it holds a lone surrogate)") from None
+    if not is_utf8(value):
+        raise InvalidInputError(name, LONE_SURROGATE)
     return value
 
 
@@ -69,6 +94,38 @@ def validated(cls: type[Model], raw: Mapping[str, Any], prefix: str = "") -> Mod
         raise InvalidInputError(prefix + field, first["msg"]) from None
 
 
+def _problem(error: ValidationError) -> tuple[str, str]:
+    """The first problem Pydantic found: its field (with list indexes) and message."""
+    first = error.errors()[0]
+    loc = first["loc"]
+    field = str(loc[0]) if loc else "document"
+    for part in loc[1:]:
+        if not isinstance(part, int):
+            break  # a union member's tag or a nested key: the field itself is what the reader needs
+        field += f"[{part}]"
+    return field, first["msg"]
+
+
+@contextmanager
+def reading(collection: str, document: Mapping[str, Any]) -> Iterator[None]:
+    """Turn a stored document's problems (a failed validation, corrupt codec data) into
+    :class:`~agno_mongo.errors.CorruptDocumentError` naming ``collection``, its ``_id`` and the field."""
+    try:
+        yield
+    except CorruptStoredValueError:
+        raise
+    except CorruptValueError as error:
+        raise CorruptStoredValueError.wrap(error, collection, document.get("_id")) from error
+    except ValidationError as error:
+        raise CorruptDocumentError(collection, document.get("_id"), *_problem(error)) from error
+
+
+def from_stored(cls: type[Model], document: Mapping[str, Any], collection: str) -> Model:
+    """``cls`` validated from a stored document (codec-decoded), or :class:`CorruptDocumentError`."""
+    with reading(collection, document):
+        return cls.model_validate(decode_fields(document))
+
+
 class SessionFields(BaseModel):
     """The session fields a write sets; runs are written separately with ``upsert_run``."""
 
@@ -80,15 +137,15 @@ class SessionFields(BaseModel):
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
     workflow_id: IdStr | None = None
-    workflow_name: str | None = None
+    workflow_name: Text | None = None
     session_data: dict[str, Any] | None = None
     agent_data: dict[str, Any] | None = None
     team_data: dict[str, Any] | None = None
     workflow_data: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
+    created_at: Int64 | None = None
+    updated_at: Int64 | None = None
     _stored: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
@@ -136,17 +193,20 @@ class SessionDocument(SessionFields):
 
     @classmethod
     def from_mongo(cls, document: dict[str, Any]) -> SessionDocument:
-        """Decode and validate a raw document; a malformed one raises instead of reaching the agent.
+        """Decode and validate a raw document; a malformed one raises
+        :class:`~agno_mongo.errors.CorruptDocumentError` (naming its ``_id`` and the first bad field)
+        instead of reaching the agent.
 
         Runs are checked to be documents but not copied through Pydantic: they are most of the
         bytes, and agno validates them itself when it builds its run objects.
         """
-        decoded = decode_fields(document)
-        runs = decoded.pop("runs", None) or []
-        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
-            raise CorruptValueError("runs", "expected an array of run documents")
-        session = cls.model_validate(decoded)
-        session.runs = [decode_run(run, f"runs[{i}]") for i, run in enumerate(runs)]
+        with reading("sessions", document):
+            decoded = decode_fields(document)
+            runs = decoded.pop("runs", None) or []
+            if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+                raise CorruptValueError("runs", "expected an array of run documents")
+            session = cls.model_validate(decoded)
+            session.runs = [decode_run(run, f"runs[{i}]") for i, run in enumerate(runs)]
         return session
 
     def to_agno_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, validated
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, reading, validated
 
 if TYPE_CHECKING:
     from agno.tracing.schemas import Span, Trace
@@ -56,11 +56,11 @@ class TraceFields(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     trace_id: IdStr
-    name: str
-    status: str
+    name: Text
+    status: Text
     start_time: datetime
     end_time: datetime
-    duration_ms: int
+    duration_ms: Int64
     run_id: IdStr | None = None
     session_id: IdStr | None = None
     user_id: IdStr | None = None
@@ -97,13 +97,13 @@ class SpanFields(BaseModel):
     span_id: IdStr
     trace_id: IdStr
     parent_span_id: IdStr | None = None
-    name: str
-    span_kind: str
-    status_code: str
-    status_message: str | None = None
+    name: Text
+    span_kind: Text
+    status_code: Text
+    status_message: Text | None = None
     start_time: datetime
     end_time: datetime
-    duration_ms: int
+    duration_ms: Int64
     attributes: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
 
@@ -153,10 +153,14 @@ class TraceDocument(BaseModel):
 
     @classmethod
     def from_mongo(cls, document: dict[str, Any]) -> TraceDocument:
-        """Validate a raw document; ``span_counts`` (from the lookup) becomes the two counters."""
-        counts = (document.get("span_counts") or [{}])[0]
-        raw = {**document, "total_spans": counts.get("total", 0), "error_count": counts.get("errors", 0)}
-        result: TraceDocument = cls.model_validate(raw)
+        """Validate a raw document; ``span_counts`` (from the lookup) becomes the two counters.
+
+        A malformed one raises :class:`~agno_mongo.errors.CorruptDocumentError`.
+        """
+        with reading("traces", document):
+            counts = (document.get("span_counts") or [{}])[0]
+            raw = {**document, "total_spans": counts.get("total", 0), "error_count": counts.get("errors", 0)}
+            result: TraceDocument = cls.model_validate(raw)
         return result
 
     def to_agno_dict(self) -> dict[str, Any]:
@@ -191,4 +195,6 @@ def span_out(document: dict[str, Any]) -> Span:
     """A stored span as an agno ``Span``."""
     from agno.tracing.schemas import Span
 
-    return Span.from_dict(SpanDocument.model_validate(document).to_agno_dict())
+    with reading("spans", document):
+        stored = SpanDocument.model_validate(document)
+    return Span.from_dict(stored.to_agno_dict())
