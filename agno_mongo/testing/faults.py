@@ -40,6 +40,19 @@ Counted = Literal["both", "to_server", "to_client"]
 _CHUNK = 65536
 
 
+def _dial(target: tuple[str, int], client: socket.socket) -> socket.socket | None:
+    """Connect to the target for a newly accepted client; None (client closed) if the target is down."""
+    try:
+        server = socket.create_connection(target, timeout=10)
+        server.settimeout(None)
+    except OSError:
+        client.close()  # the client sees its connection closed
+        return None
+    for sock in (client, server):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return server
+
+
 class CuttingProxy:
     """Forwards TCP bytes to ``target_host:target_port`` and closes both sides of a connection once it
     has carried a random number of bytes, drawn per connection from ``cut_after_bytes`` (inclusive).
@@ -147,14 +160,9 @@ class CuttingProxy:
                 client, _ = listener.accept()
             except OSError:  # closed by stop()
                 return
-            try:
-                server = socket.create_connection(self.target, timeout=10)
-                server.settimeout(None)
-            except OSError:
-                client.close()  # the target is down: the client sees its connection closed
+            server = _dial(self.target, client)
+            if server is None:
                 continue
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 budget = self._random.randint(*self.cut_after_bytes) if self.cutting and self.cut_after_bytes else None
@@ -459,14 +467,9 @@ class ReplyDroppingProxy:
                 client, _ = listener.accept()
             except OSError:  # closed by close()
                 return
-            try:
-                server = socket.create_connection(self.target, timeout=10)
-                server.settimeout(None)
-            except OSError:
-                client.close()  # the target is down: the client sees its connection closed
+            server = _dial(self.target, client)
+            if server is None:
                 continue
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             link = _DroppingLink(self, client, server)
             with self._lock:
                 if self._listener is not listener:  # close() ran meanwhile
