@@ -304,3 +304,15 @@ def test_check_table_name() -> None:
         with pytest.raises(InvalidInputError) as error:
             check_table_name("table_name", value)
         assert error.value.field == "table_name"
+
+
+async def test_a_corrupt_stored_run_names_its_session(store: Store) -> None:
+    store.raw.agno_sessions.insert_one(
+        {"_id": "bad-run", "session_id": "bad-run", "session_type": "agent", "runs": [{"run_id": "r", "_codec": 99}]}
+    )
+    with pytest.raises(CorruptDocumentError) as error:
+        await call(store.db.get_run("r"))
+    assert error.value.document_id == "bad-run"
+    with pytest.raises(CorruptDocumentError) as error:
+        await call(store.db.get_runs(session_id="bad-run"))
+    assert error.value.document_id == "bad-run"

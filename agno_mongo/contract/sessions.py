@@ -33,7 +33,7 @@ from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.schema.codec import decode_run, encode_run
-from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
+from agno_mongo.schema.session import SessionDocument, SessionFields, reading, run_to_dict
 
 SESSION_SORT_FIELDS = {
     "created_at",
@@ -292,7 +292,8 @@ class SessionContract:
         document = yield from run_ops.get_run(run_id)
         if not document or not document.get("runs"):
             return None
-        run = decode_run(document["runs"][0])
+        with reading(ops.SESSIONS, document):
+            run = decode_run(document["runs"][0])
         if not deserialize:
             return run_row(document["_id"], document.get("user_id"), run, None)
         return deserialize_run(None, run)
@@ -342,7 +343,8 @@ class SessionContract:
         )
         rows, total = yield from run_ops.runs_plan(pipeline, skip, page_limit, count=not deserialize)
         for row in rows:
-            row["run_data"] = decode_run(row["run_data"])
+            with reading(ops.SESSIONS, {"_id": row.get("session_id")}):
+                row["run_data"] = decode_run(row["run_data"])
         if deserialize:
             return [deserialize_run(None, row["run_data"]) for row in rows]
         return [run_row(r["session_id"], r.get("user_id"), r["run_data"], r.get("run_index")) for r in rows], total
