@@ -39,6 +39,7 @@ from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.errors import KnowledgeOwnershipError, LearningOwnershipError
 from agno_mongo.ops import memories as memory_ops
 from agno_mongo.ops.command import Command, Pause, Plan
+from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.memories import MemoryFields
 from tests.conftest import Store, call
 
@@ -362,8 +363,8 @@ def test_sustained_collisions_in_a_bulk_leave_the_record_out_after_bounded_round
     records = [memory_ops.stored_record(fields, 1, preserve_updated_at=False)]
     refused, ops = drive_without_server(memory_ops.upsert_memories_plan(records), always_colliding)
     assert refused == {0}
-    assert ops.count("bulk_write") == memory_ops.CREATE_RACE_ROUNDS
-    assert ops.count("find") == memory_ops.CREATE_RACE_ROUNDS
+    assert ops.count("bulk_write") == CREATE_RACE_ROUNDS
+    assert ops.count("find") == CREATE_RACE_ROUNDS
 
 
 # --- real threads -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ test can check a plan's commands without a server, the way h11 is tested with by
 
 from __future__ import annotations
 
+import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -64,6 +65,11 @@ class Pause:
     """
 
     seconds: float
+
+
+def backoff(round_number: int) -> Pause:
+    """A jittered pause that doubles per round from ~5 ms up to ~250 ms."""
+    return Pause(min(0.005 * 2**round_number, 0.25) * random.uniform(0.5, 1.0))
 
 
 class ReplyLost(AutoReconnect):

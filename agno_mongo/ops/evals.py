@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.memories import CREATE_RACE_ROUNDS
+from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.ops.sessions import scope_filter
 from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 

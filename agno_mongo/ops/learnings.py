@@ -4,7 +4,7 @@ Nothing here does I/O. A learning's ``_id`` is its ``learning_id``. ``upsert_lea
 owner check inside its filter, like sessions and memories: a record owned by another user does not
 match, the upsert collides on ``_id`` and MongoDB refuses it in the same round trip. A collision
 that is a lost create race (same owner, created first by another writer) is sent again, not refused
-(see :func:`~agno_mongo.ops.memories.owner_checked_upsert`).
+(see :func:`~agno_mongo.ops.owned.owner_checked_upsert`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.memories import may_write, owner_checked_upsert, stats_page, user_stats_pipeline
+from agno_mongo.ops.memories import stats_page, user_stats_pipeline
+from agno_mongo.ops.owned import may_write, owner_checked_upsert
 from agno_mongo.ops.sessions import owner_filter
 from agno_mongo.schema.codec import MARKER
 from agno_mongo.schema.learnings import SCHEMA_VERSION, LearningFields, learning_free_form

@@ -7,23 +7,20 @@ it with a duplicate key, in the same round trip. Reads and deletes scope to ``us
 
 A duplicate key can also be a lost create race: two writers create the same new id at once, both
 filters miss (it does not exist yet), one insert wins and the other collides. MongoDB retries that
-itself only when the filter is equality on ``_id`` alone, which an owner check is not, so
-:func:`owner_checked_upsert` (used by learnings and knowledge too) reads the stored owner after a
-duplicate key and sends the upsert again when the write is allowed: it now matches. The common path
-stays one command.
+itself only when the filter is equality on ``_id`` alone, which an owner check is not, so the
+shared plans of :mod:`agno_mongo.ops.owned` read the stored owner after a duplicate key and send the
+upsert again when the write is allowed: it now matches. The common path stays one command.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.runs import backoff
+from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.ops.sessions import owner_filter, scope_filter
 from agno_mongo.schema.memories import SCHEMA_VERSION, MemoryFields
 
@@ -35,61 +32,6 @@ MEMORY_INDEXES = [
     # AgentOS lists a user's memories newest first; get_user_memory_stats groups by user on updated_at.
     IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING)], name="user_updated"),
 ]
-
-DUPLICATE_KEY = 11000
-
-CREATE_RACE_ROUNDS = 4
-"""Sends of an owner-checked upsert that keeps colliding on ``_id`` while the stored owner allows it.
-
-One collision is a lost create race and the resend matches; more mean the id is being deleted and
-created again between our commands. After this many the single upsert raises
-:class:`DuplicateKeyError` (not an ownership error: nobody else owns it) and a bulk leaves the record
-out of its answer."""
-
-Owner = Callable[[object], bool]
-"""Whether a stored ``user_id`` (``None`` when null or absent) lets this write through its filter."""
-
-
-def may_write(user_id: str | None) -> Owner:
-    """What :func:`~agno_mongo.ops.sessions.owner_filter` matches: the writer's own, or nobody's."""
-    return lambda owner: owner is None or owner == user_id
-
-
-def stored_owner(collection: str, doc_id: str) -> Command:
-    """One ``find`` by ``_id`` of the owner field only: who owns the document an upsert collided with."""
-    return Command(collection, "find_one", {"filter": {"_id": doc_id}, "projection": {"user_id": True}})
-
-
-def stored_owners(collection: str, doc_ids: list[str]) -> Command:
-    """One ``find`` of the owner field of several documents."""
-    return Command(collection, "find", {"filter": {"_id": {"$in": doc_ids}}, "projection": {"user_id": True}})
-
-
-def owner_checked_upsert(command: Command, doc_id: str, allowed: Owner) -> Plan[tuple[bool, Any]]:
-    """Send an upsert filtered on ``_id`` plus an owner check: ``(True, result)`` once it has landed,
-    ``(False, None)`` if the stored owner refuses it.
-
-    A duplicate key means the filter missed and the insert collided on ``_id``: either another owner,
-    or a writer that created the same new id first. One read of the stored owner tells them apart;
-    when the write is allowed (or the document is gone again) the upsert is sent again, bounded by
-    :data:`CREATE_RACE_ROUNDS`. Without a collision this is the one command.
-    """
-    for round_number in range(CREATE_RACE_ROUNDS):
-        if round_number > 1:
-            yield backoff(round_number)  # the id keeps being deleted and re-created: give it a moment
-        try:
-            result = yield command
-        except DuplicateKeyError:
-            stored: dict[str, Any] | None = yield stored_owner(command.collection, doc_id)
-            if stored is not None and not allowed(stored.get("user_id")):
-                return False, None
-            continue
-        return True, result
-    raise DuplicateKeyError(
-        f"{command.collection} {doc_id!r}: the upsert collided on _id {CREATE_RACE_ROUNDS} times although the "
-        "stored owner allows it (other writers keep deleting and re-creating this id); nothing was written",
-        DUPLICATE_KEY,
-    )
 
 
 def upsert_memory(fields: MemoryFields, now: int) -> Command:
@@ -161,35 +103,14 @@ def upsert_memories_plan(records: list[dict[str, Any]]) -> Plan[set[int]]:
     """
     if not records:
         return set()
-    refused: set[int] = set()
-    pending = list(range(len(records)))  # indexes (into ``records``) of this round's bulk
-    for round_number in range(CREATE_RACE_ROUNDS):
-        if round_number > 1:
-            yield backoff(round_number)
-        try:
-            yield bulk_upsert_memories([records[index] for index in pending])
-        except BulkWriteError as error:
-            collided: list[int] = []
-            for write_error in error.details.get("writeErrors", []):
-                if write_error.get("code") != DUPLICATE_KEY:
-                    raise
-                collided.append(pending[int(write_error["index"])])
-        else:
-            return refused
-        stored: list[dict[str, Any]] = yield stored_owners(
-            MEMORIES, list(dict.fromkeys(records[index]["memory_id"] for index in collided))
+    return (
+        yield from owner_checked_bulk(
+            lambda indexes: bulk_upsert_memories([records[index] for index in indexes]),
+            MEMORIES,
+            [record["memory_id"] for record in records],
+            [may_write(record["user_id"]) for record in records],
         )
-        owners = {document["_id"]: document.get("user_id") for document in stored}
-        pending = []
-        for index in collided:
-            record = records[index]
-            if record["memory_id"] in owners and not may_write(record["user_id"])(owners[record["memory_id"]]):
-                refused.add(index)
-            else:
-                pending.append(index)
-        if not pending:
-            return refused
-    return refused | set(pending)
+    )
 
 
 def get_memory(memory_id: str, user_id: str | None) -> Command:

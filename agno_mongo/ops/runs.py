@@ -26,7 +26,6 @@ unreferenced chunk, which is deleted (or collected later, see :func:`agno_mongo.
 
 from __future__ import annotations
 
-import random
 from typing import Any, Literal
 
 import bson
@@ -35,7 +34,7 @@ from pymongo import UpdateMany
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionFullError, SessionOwnershipError, WriteContentionError
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
 from agno_mongo.ops.sessions import (
     OVERFLOW,
     SESSIONS,
@@ -55,11 +54,6 @@ Outcome = Literal["saved", "progress", "missed"]
 MAX_ROUNDS = 32
 """Rounds of an ``upsert_run`` under contention (each re-reads the session) before
 :class:`~agno_mongo.errors.WriteContentionError`; with backoff that is several seconds of trying."""
-
-
-def backoff(round_number: int) -> Pause:
-    """A jittered pause that doubles per round from ~5 ms up to ~250 ms."""
-    return Pause(min(0.005 * 2**round_number, 0.25) * random.uniform(0.5, 1.0))
 
 
 def bson_size(document: dict[str, Any]) -> int:

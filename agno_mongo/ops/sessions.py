@@ -17,10 +17,10 @@ from typing import Any
 
 from agno.db.utils import HISTORY_SKIP_STATUSES
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import AgnoMongoError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
 
 SESSIONS = "sessions"
@@ -171,29 +171,16 @@ def upsert_session(fields: SessionFields, now: int, *, preserve_updated_at: bool
     )
 
 
-def owner_allows(session_id: str, user_id: str | None) -> Plan[bool]:
-    """After a duplicate key on an upsert: True if the session exists and the caller may write it
-    (it was created by a racing writer a moment ago), False if another user owns it."""
-    stored: dict[str, Any] | None = yield Command(
-        SESSIONS, "find_one", {"filter": {"_id": session_id}, "projection": {"user_id": True}}
-    )
-    return stored is not None and stored.get("user_id") in (None, user_id)
-
-
 def upsert_session_plan(fields: SessionFields, now: int) -> Plan[dict[str, Any] | None]:
     """Upsert one session; ``None`` when another user owns it (agno's contract for a refusal).
 
     A duplicate key is a refusal only if the stored owner is someone else: two writers creating the
     same new id at once also meet one (MongoDB retries that itself only for filters on ``_id`` alone).
     """
-    for _ in range(4):
-        try:
-            document: dict[str, Any] | None = yield upsert_session(fields, now)
-            return document
-        except DuplicateKeyError:
-            if not (yield from owner_allows(fields.session_id, fields.user_id)):
-                return None
-    return None
+    landed, document = yield from owner_checked_upsert(
+        upsert_session(fields, now), fields.session_id, may_write(fields.user_id)
+    )
+    return document if landed else None
 
 
 def bulk_upsert_sessions(items: list[SessionFields], now: int, *, preserve_updated_at: bool) -> Command:
@@ -213,41 +200,16 @@ def upsert_sessions_plan(
     """Bulk upsert, then read back the sessions that were accepted (two commands for any number).
 
     Sessions owned by another user fail with a duplicate key inside the bulk write and are left
-    out of the result; the rest land.
+    out of the result; the rest land (a lost create race is sent again, see :mod:`agno_mongo.ops.owned`).
     """
-    from pymongo.errors import BulkWriteError
-
     if not items:
         return []
-    refused: set[int] = set()
-    pending = list(range(len(items)))
-    for _ in range(4):
-        failed: list[int] = []
-        try:
-            yield bulk_upsert_sessions([items[i] for i in pending], now, preserve_updated_at=preserve_updated_at)
-        except BulkWriteError as error:
-            for write_error in error.details.get("writeErrors", []):
-                if write_error.get("code") != 11000:
-                    raise
-                failed.append(pending[write_error["index"]])
-        if not failed:
-            break
-        owners: list[dict[str, Any]] = yield Command(
-            SESSIONS,
-            "find",
-            {"filter": {"_id": {"$in": [items[i].session_id for i in failed]}}, "projection": {"user_id": True}},
-        )
-        owner_of = {document["_id"]: document.get("user_id") for document in owners}
-        pending = []
-        for i in failed:
-            if items[i].session_id in owner_of and owner_of[items[i].session_id] in (None, items[i].user_id):
-                pending.append(i)  # lost a race to create it: send again, it matches now
-            else:
-                refused.add(i)
-        if not pending:
-            break
-    else:
-        refused.update(pending)
+    refused = yield from owner_checked_bulk(
+        lambda indexes: bulk_upsert_sessions([items[i] for i in indexes], now, preserve_updated_at=preserve_updated_at),
+        SESSIONS,
+        [fields.session_id for fields in items],
+        [may_write(fields.user_id) for fields in items],
+    )
     accepted = [fields.session_id for index, fields in enumerate(items) if index not in refused]
     if not accepted:
         return []
