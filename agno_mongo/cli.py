@@ -34,8 +34,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agno_mongo.db import DRIVER_INFO, MongoDb
+from agno_mongo.domains import INDEXES
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.ops import INDEXES
 
 app = typer.Typer(
     name="agno-mongo",
@@ -896,7 +896,7 @@ def plain_key(key: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def index_report(db: MongoDb) -> list[dict[str, Any]]:
-    """Per collection role: expected indexes (``agno_mongo.ops.INDEXES``) against those present."""
+    """Per collection role: expected indexes (``agno_mongo.domains.INDEXES``) against those present."""
     existing = set(db.database.list_collection_names())
     report = []
     for role, models in INDEXES.items():

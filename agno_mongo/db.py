@@ -23,14 +23,10 @@ from pymongo.driver_info import DriverInfo
 from agno_mongo import drivers
 from agno_mongo.contract.checks import check_str, check_table_name
 from agno_mongo.contract.evals import EvalContract
-from agno_mongo.contract.knowledge import KnowledgeContract
-from agno_mongo.contract.learnings import LearningContract
 from agno_mongo.contract.memories import MemoryContract
-from agno_mongo.contract.metrics import MetricsContract
 from agno_mongo.contract.sessions import RunHints, SessionContract
-from agno_mongo.contract.traces import TraceContract
+from agno_mongo.domains import INDEXES, collection_names, contract_base
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.ops import INDEXES
 from agno_mongo.ops.command import Command
 from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET, ttl_index
 
@@ -44,22 +40,6 @@ _INDEXED: set[tuple[str, str, str, int | None]] = set()
 
 _B = drivers.blocking
 _A = drivers.awaiting
-
-
-def _collection_names(db: BaseDb | AsyncBaseDb) -> dict[str, str]:
-    """Map plan roles to the user's collection names."""
-    return {
-        "sessions": db.session_table_name,
-        "memories": db.memory_table_name,
-        "metrics": db.metrics_table_name,
-        "evals": db.eval_table_name,
-        "knowledge": db.knowledge_table_name,
-        "traces": db.trace_table_name,
-        "spans": db.span_table_name,
-        "learnings": db.learnings_table_name,
-        "versions": db.versions_table_name,
-        "overflow": f"{db.session_table_name}_overflow",
-    }
 
 
 def _table_kwargs(options: dict[str, Any]) -> dict[str, str | None]:
@@ -94,13 +74,13 @@ class _Settings:
 def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any]) -> None:
     """The constructor work both classes share: check the arguments, name the collections."""
     if options["db_client"] is None and options["db_url"] is None:
-        raise InvalidInputError("db_url", "one of db_url or db_client must be provided")
+        raise InvalidInputError("db_url", "One of db_url or db_client must be provided", standalone=True)
     db.db_name = options["db_name"] or "agno"
     default_id = _default_id(options["db_url"], options["db_client"], db.db_name)
     base_init(db, id=options["id"] or default_id, **_table_kwargs(options))
     db.db_url = options["db_url"]
     db._server_key = options["db_url"] or f"client-{builtins.id(options['db_client'])}"
-    db._names = _collection_names(db)
+    db._names = collection_names(db)
     db._run_hints = RunHints()
     db.max_runs_bytes = _check_budget(options["max_runs_bytes"])
     db.session_ttl_seconds = _check_ttl(options["session_ttl_seconds"])
@@ -135,7 +115,11 @@ def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
     return generate_id(f"{db_url or str(db_client)}#{db_name}")
 
 
-class MongoDb(_Settings, BaseDb):
+_SyncPlans: Any = contract_base(_B, "_SyncPlans", asynchronous=False)
+_AsyncPlans: Any = contract_base(_A, "_AsyncPlans", asynchronous=True)
+
+
+class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlans: see contract_base
     """Sync MongoDB storage for agno: ``Agent(db=MongoDb(db_url=...))``.
 
     Takes the arguments of ``agno.db.mongo.MongoDb``. Each session is one document with its runs
@@ -162,6 +146,9 @@ class MongoDb(_Settings, BaseDb):
         id: str | None = None,
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
         session_ttl_seconds: int | None = None,
+        approvals_collection: str | None = None,
+        auth_tokens_collection: str | None = None,
+        service_accounts_collection: str | None = None,
     ) -> None:
         _configure(self, BaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self._owns_client = db_client is None
@@ -204,69 +191,11 @@ class MongoDb(_Settings, BaseDb):
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )
 
-    upsert_session = _B(SessionContract.upsert_session)
-    upsert_sessions = _B(SessionContract.upsert_sessions)
-    get_session = _B(SessionContract.get_session)
-    get_sessions = _B(SessionContract.get_sessions)
-    rename_session = _B(SessionContract.rename_session)
-    delete_session = _B(SessionContract.delete_session)
-    delete_sessions = _B(SessionContract.delete_sessions)
-    reassign_session_owner = _B(SessionContract.reassign_session_owner)
+    # Every contract method in agno_mongo.domains comes from _SyncPlans; the few that agno's BaseDb
+    # does not declare are bound here too, so they have static types.
     delete_orphaned_overflow = _B(SessionContract.delete_orphaned_overflow)
-    upsert_run = _B(SessionContract.upsert_run)
-    get_run = _B(SessionContract.get_run)
-    get_runs = _B(SessionContract.get_runs)
-    delete_run = _B(SessionContract.delete_run)
-    delete_runs = _B(SessionContract.delete_runs)
-    cancel_pending_run = _B(SessionContract.cancel_pending_run)
-
-    # --- user memories and learnings ---
-    upsert_user_memory = _B(MemoryContract.upsert_user_memory)
-    upsert_memories = _B(MemoryContract.upsert_memories)
-    get_user_memory = _B(MemoryContract.get_user_memory)
-    get_user_memories = _B(MemoryContract.get_user_memories)
-    get_user_memory_stats = _B(MemoryContract.get_user_memory_stats)
-    get_all_memory_topics = _B(MemoryContract.get_all_memory_topics)
-    delete_user_memory = _B(MemoryContract.delete_user_memory)
-    delete_user_memories = _B(MemoryContract.delete_user_memories)
-    clear_memories = _B(MemoryContract.clear_memories)
-    get_learning = _B(LearningContract.get_learning)
-    upsert_learning = _B(LearningContract.upsert_learning)
-    update_learning = _B(LearningContract.update_learning)
-    delete_learning = _B(LearningContract.delete_learning)
-    delete_user_learnings = _B(LearningContract.delete_user_learnings)
-    get_learnings = _B(LearningContract.get_learnings)
-    get_learning_by_id = _B(LearningContract.get_learning_by_id)
-    list_learnings = _B(LearningContract.list_learnings)
-    get_learnings_user_stats = _B(LearningContract.get_learnings_user_stats)
-
-    # --- metrics ---
-    calculate_metrics = _B(MetricsContract.calculate_metrics)
-    get_metrics = _B(MetricsContract.get_metrics)
-
-    # --- eval runs and knowledge contents ---
-    create_eval_run = _B(EvalContract.create_eval_run)
-    get_eval_run = _B(EvalContract.get_eval_run)
     get_eval_run_raw = _B(EvalContract.get_eval_run_raw)
-    get_eval_runs = _B(EvalContract.get_eval_runs)
-    rename_eval_run = _B(EvalContract.rename_eval_run)
-    update_eval_run_user_id = _B(EvalContract.update_eval_run_user_id)
     delete_eval_run = _B(EvalContract.delete_eval_run)
-    delete_eval_runs = _B(EvalContract.delete_eval_runs)
-    upsert_knowledge_content = _B(KnowledgeContract.upsert_knowledge_content)
-    get_knowledge_content = _B(KnowledgeContract.get_knowledge_content)
-    get_knowledge_contents = _B(KnowledgeContract.get_knowledge_contents)
-    delete_knowledge_content = _B(KnowledgeContract.delete_knowledge_content)
-
-    # --- traces and spans ---
-    upsert_trace = _B(TraceContract.upsert_trace)
-    get_trace = _B(TraceContract.get_trace)
-    get_traces = _B(TraceContract.get_traces)
-    get_trace_stats = _B(TraceContract.get_trace_stats)
-    create_span = _B(TraceContract.create_span)
-    create_spans = _B(TraceContract.create_spans)
-    get_span = _B(TraceContract.get_span)
-    get_spans = _B(TraceContract.get_spans)
 
 
 async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]:
@@ -277,7 +206,21 @@ async def _close_with_loop(client: AsyncMongoClient[Any]) -> AsyncIterator[None]
         await client.close()
 
 
-class AsyncMongoDb(_Settings, AsyncBaseDb):
+def _start(closer: AsyncIterator[None]) -> None:
+    """Run a fresh async generator to its first ``yield`` without awaiting.
+
+    Its first step registers it with the running loop (so ``loop.shutdown_asyncgens`` finalises
+    it) and does no I/O, so it finishes in one ``send``; ``database`` can then be a property.
+    """
+    step = closer.__anext__()
+    try:
+        step.send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        return
+    raise RuntimeError("the client closer awaited before its first yield")
+
+
+class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
     """Async MongoDB storage for agno: ``Agent(db=AsyncMongoDb(db_url=...))`` with ``arun``.
 
     With ``db_url`` it uses PyMongo's ``AsyncMongoClient``, one per event loop (an async client is
@@ -285,6 +228,10 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
     ``asyncio.run()`` many times. A client passed as ``db_client`` (PyMongo async or Motor) is used
     as is, on the loop it belongs to.
     """
+
+    CLIENT_TYPE_MOTOR = "motor"
+    CLIENT_TYPE_PYMONGO_ASYNC = "pymongo_async"
+    CLIENT_TYPE_UNKNOWN = "unknown"
 
     def __init__(
         self,
@@ -305,6 +252,9 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
         id: str | None = None,
         max_runs_bytes: int = DEFAULT_RUNS_BUDGET,
         session_ttl_seconds: int | None = None,
+        approvals_collection: str | None = None,
+        auth_tokens_collection: str | None = None,
+        service_accounts_collection: str | None = None,
     ) -> None:
         _configure(self, AsyncBaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self.db_client = db_client
@@ -312,7 +262,7 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
             weakref.WeakKeyDictionary()
         )
 
-    async def _client(self) -> Any:
+    def _client(self) -> Any:
         """The client for the running loop: the user's, or one of ours created for this loop."""
         if self.db_client is not None:
             return self.db_client
@@ -321,17 +271,18 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
         if entry is None:
             client: AsyncMongoClient[Any] = AsyncMongoClient(self.db_url, driver=DRIVER_INFO)
             closer = _close_with_loop(client)
-            await closer.__anext__()
+            _start(closer)
             entry = self._clients[loop] = (client, closer)
         return entry[0]
 
-    async def database(self) -> Any:
-        """The database handle on the running loop's client."""
-        return (await self._client())[self.db_name]
+    @property
+    def database(self) -> Any:
+        """The database handle on the running loop's client (a property, as on agno's class)."""
+        return self._client()[self.db_name]
 
     async def _execute(self, command: Command) -> Any:
         name = self._names[command.collection]
-        collection = (await self.database())[name]
+        collection = self.database[name]
         key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
         if key not in _INDEXED and command.collection in INDEXES:
             await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, command.collection)))
@@ -346,82 +297,25 @@ class AsyncMongoDb(_Settings, AsyncBaseDb):
 
     async def table_exists(self, table_name: str) -> bool:
         """Whether the collection exists."""
-        return table_name in await (await self.database()).list_collection_names()
+        return table_name in await self.database.list_collection_names()
 
     async def get_latest_schema_version(self, table_name: str = "") -> str:
         """The agno schema stamp for a table; unstamped tables are current."""
         check_table_name("table_name", table_name)
-        document = await (await self.database())[self.versions_table_name].find_one({"table_name": table_name})
+        document = await self.database[self.versions_table_name].find_one({"table_name": table_name})
         return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
 
     async def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
         """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
         check_table_name("table_name", table_name)
         check_str("version", version)
-        await (await self.database())[self.versions_table_name].update_one(
+        await self.database[self.versions_table_name].update_one(
             {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
         )
 
-    upsert_session = _A(SessionContract.upsert_session)
+    # From _AsyncPlans like every contract method; bound here too where agno's AsyncBaseDb lacks them.
     upsert_sessions = _A(SessionContract.upsert_sessions)
-    get_session = _A(SessionContract.get_session)
-    get_sessions = _A(SessionContract.get_sessions)
-    rename_session = _A(SessionContract.rename_session)
-    delete_session = _A(SessionContract.delete_session)
-    delete_sessions = _A(SessionContract.delete_sessions)
-    reassign_session_owner = _A(SessionContract.reassign_session_owner)
-    delete_orphaned_overflow = _A(SessionContract.delete_orphaned_overflow)
-    upsert_run = _A(SessionContract.upsert_run)
-    get_run = _A(SessionContract.get_run)
-    get_runs = _A(SessionContract.get_runs)
-    delete_run = _A(SessionContract.delete_run)
-    delete_runs = _A(SessionContract.delete_runs)
-    cancel_pending_run = _A(SessionContract.cancel_pending_run)
-
-    # --- user memories and learnings ---
-    upsert_user_memory = _A(MemoryContract.upsert_user_memory)
     upsert_memories = _A(MemoryContract.upsert_memories)
-    get_user_memory = _A(MemoryContract.get_user_memory)
-    get_user_memories = _A(MemoryContract.get_user_memories)
-    get_user_memory_stats = _A(MemoryContract.get_user_memory_stats)
-    get_all_memory_topics = _A(MemoryContract.get_all_memory_topics)
-    delete_user_memory = _A(MemoryContract.delete_user_memory)
-    delete_user_memories = _A(MemoryContract.delete_user_memories)
-    clear_memories = _A(MemoryContract.clear_memories)
-    get_learning = _A(LearningContract.get_learning)
-    upsert_learning = _A(LearningContract.upsert_learning)
-    update_learning = _A(LearningContract.update_learning)
-    delete_learning = _A(LearningContract.delete_learning)
-    delete_user_learnings = _A(LearningContract.delete_user_learnings)
-    get_learnings = _A(LearningContract.get_learnings)
-    get_learning_by_id = _A(LearningContract.get_learning_by_id)
-    list_learnings = _A(LearningContract.list_learnings)
-    get_learnings_user_stats = _A(LearningContract.get_learnings_user_stats)
-
-    # --- metrics ---
-    calculate_metrics = _A(MetricsContract.calculate_metrics)
-    get_metrics = _A(MetricsContract.get_metrics)
-
-    # --- eval runs and knowledge contents ---
-    create_eval_run = _A(EvalContract.create_eval_run)
-    get_eval_run = _A(EvalContract.get_eval_run)
+    delete_orphaned_overflow = _A(SessionContract.delete_orphaned_overflow)
     get_eval_run_raw = _A(EvalContract.get_eval_run_raw)
-    get_eval_runs = _A(EvalContract.get_eval_runs)
-    rename_eval_run = _A(EvalContract.rename_eval_run)
-    update_eval_run_user_id = _A(EvalContract.update_eval_run_user_id)
     delete_eval_run = _A(EvalContract.delete_eval_run)
-    delete_eval_runs = _A(EvalContract.delete_eval_runs)
-    upsert_knowledge_content = _A(KnowledgeContract.upsert_knowledge_content)
-    get_knowledge_content = _A(KnowledgeContract.get_knowledge_content)
-    get_knowledge_contents = _A(KnowledgeContract.get_knowledge_contents)
-    delete_knowledge_content = _A(KnowledgeContract.delete_knowledge_content)
-
-    # --- traces and spans ---
-    upsert_trace = _A(TraceContract.upsert_trace)
-    get_trace = _A(TraceContract.get_trace)
-    get_traces = _A(TraceContract.get_traces)
-    get_trace_stats = _A(TraceContract.get_trace_stats)
-    create_span = _A(TraceContract.create_span)
-    create_spans = _A(TraceContract.create_spans)
-    get_span = _A(TraceContract.get_span)
-    get_spans = _A(TraceContract.get_spans)

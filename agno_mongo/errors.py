@@ -17,9 +17,9 @@ class InvalidInputError(AgnoMongoError, ValueError):
     ``field`` names the argument (for example ``session_id`` or ``user_id``).
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, standalone: bool = False) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(message if standalone else f"{field}: {message}")
 
 
 class CorruptDocumentError(AgnoMongoError, ValueError):

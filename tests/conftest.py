@@ -95,3 +95,20 @@ async def store(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) 
     closed = client.close()
     if inspect.isawaitable(closed):
         await closed
+
+
+@pytest.fixture
+async def oracle(store: Store, tmp_path: Any) -> AsyncIterator[Any]:
+    """agno's own SQLite store, sync or async like ``store``: the differential tests' reference.
+
+    ``SqliteDb`` runs in-process with no server; a scenario is played on both stores and the answers
+    compared after :func:`tests.differential.normalised`.
+    """
+    from agno.db.sqlite import AsyncSqliteDb, SqliteDb
+
+    path = str(tmp_path / "oracle.sqlite")
+    db: Any = AsyncSqliteDb(db_file=path) if store.is_async else SqliteDb(db_file=path)
+    yield db
+    closed = db.close() if hasattr(db, "close") else None
+    if inspect.isawaitable(closed):
+        await closed
