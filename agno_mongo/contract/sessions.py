@@ -266,7 +266,9 @@ class SessionContract:
         """Append or replace one run inside its session: one command in the common case.
 
         Raises :class:`~agno_mongo.errors.SessionOwnershipError` if the session is another user's.
-        ``run_index`` is accepted for agno compatibility; order is the order runs were first saved.
+        ``run_index`` (agno's position of the run in the session) places a new run there, so runs
+        saved out of order read back in agno's order; without it a new run is appended. A run
+        already stored keeps its place.
         """
         check_id("session_id", session_id)
         check_optional_id("user_id", user_id)
@@ -282,6 +284,7 @@ class SessionContract:
             now(),
             budget=self.max_runs_bytes,
             likely_exists=key in self._run_hints,
+            run_index=run_index,
         )
         self._run_hints.add(key)
         return None

@@ -26,6 +26,7 @@ unreferenced chunk, which is deleted (or collected later, see :func:`agno_mongo.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import bson
@@ -103,9 +104,14 @@ def push_run(
     now: int,
     size: int,
     budget: int,
+    place: Placement | None = None,
 ) -> Command:
     """Append a new run, creating the session if needed; a resend, or a run already stored (here or
-    in overflow), matches nothing."""
+    in overflow), matches nothing.
+
+    With ``place``, the run goes to that index of ``runs`` instead of the end, guarded so the
+    overflow index (which holds the runs before ``runs``) is the one the index was computed from.
+    """
     on_insert: dict[str, Any] = {
         **birth_fields(),
         "session_id": session_id,
@@ -126,9 +132,10 @@ def push_run(
                 "runs.run_id": {"$ne": run_id},
                 "spilled.ids": {"$ne": run_id},
                 **fits(budget, size),
+                **(place.guard if place else {}),
             },
             "update": {
-                "$push": {"runs": run},
+                "$push": {"runs": run if place is None or place.position is None else positioned(run, place.position)},
                 "$set": {"updated_at": now},
                 "$inc": {"runs_bytes": size},
                 "$setOnInsert": on_insert,
@@ -139,7 +146,54 @@ def push_run(
     )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a new run goes in ``runs`` when agno names its index (``upsert_run(run_index=...)``).
+
+    ``position`` ``None`` means "append, if the index is at or past the end": the common case,
+    decided inside the filter, so it costs one command even for an overflowed session.
+    """
+
+    position: int | None
+    guard: dict[str, Any]
+
+    @classmethod
+    def at_end(cls, run_index: int) -> Placement:
+        """Append only if the session holds at most ``run_index`` runs (spilled ones included)."""
+        return cls(None, {"$expr": {"$lte": [RUN_COUNT, run_index]}})
+
+    @classmethod
+    def of(cls, run_index: int, state: dict[str, Any]) -> Placement:
+        """``run_index`` counts every run of the session; the spilled runs come first, so the
+        position in ``runs`` is the index less their number (at least 0). Guarded on ``spill_rev``
+        (or on nothing spilled yet) so that number cannot change under the push."""
+        count = sum(len(entry.get("ids") or ()) for entry in state.get("spilled") or [])
+        revision = state.get("spill_rev")
+        guard = {"spill_rev": revision} if revision is not None else {"spilled.0": {"$exists": False}}
+        return cls(max(0, run_index - count), guard)
+
+
+RUN_COUNT: dict[str, Any] = {
+    "$add": [
+        {"$size": {"$ifNull": ["$runs", []]}},
+        {
+            "$reduce": {
+                "input": {"$ifNull": ["$spilled", []]},
+                "initialValue": 0,
+                "in": {"$add": ["$$value", {"$size": {"$ifNull": ["$$this.ids", []]}}]},
+            }
+        },
+    ]
+}
+"""Aggregation expression: how many runs the session holds, embedded and spilled."""
+
+
 STATE_FIELDS = {"user_id": True, "inc": True, "runs": True, "runs_bytes": True, "spilled": True, "spill_rev": True}
+
+
+def positioned(run: RawBSONDocument, position: int) -> dict[str, Any]:
+    """``$push`` modifier: insert ``run`` at ``position`` of the array."""
+    return {"$each": [run], "$position": position}
 
 
 def read_state(session_id: str) -> Command:
@@ -156,6 +210,7 @@ def upsert_run_plan(
     *,
     budget: int,
     likely_exists: bool,
+    run_index: int | None = None,
 ) -> Plan[bool]:
     """Insert or replace one run; returns True if it was new.
 
@@ -172,7 +227,9 @@ def upsert_run_plan(
     replace = set_run(session_id, user_id, run_id, body, now, size, budget)
     if likely_exists and (yield replace).matched_count:
         return False
-    push = push_run(session_id, user_id, run_id, body, run.get(f"{run_type}_id"), run_type, now, size, budget)
+    component_id = run.get(f"{run_type}_id")
+    place = None if run_index is None else Placement.at_end(run_index)
+    push = push_run(session_id, user_id, run_id, body, component_id, run_type, now, size, budget, place)
     for round_number in range(MAX_ROUNDS):
         try:
             yield push
@@ -186,6 +243,9 @@ def upsert_run_plan(
             continue  # deleted since: the next push creates it again
         if state.get("user_id") not in (None, user_id):
             raise SessionOwnershipError(session_id, user_id)
+        if run_index is not None:  # the next push places it against the overflow index just read
+            place = Placement.of(run_index, state)
+            push = push_run(session_id, user_id, run_id, body, component_id, run_type, now, size, budget, place)
         outcome: Outcome = "missed"
         if entry_of(state, run_id) is not None:
             outcome = yield from rewrite_spilled(session_id, user_id, state, run_id, body, now, budget)
