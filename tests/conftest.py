@@ -97,6 +97,12 @@ async def store(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) 
         await closed
 
 
+ORACLE_TABLES = (
+    "sessions runs memories metrics evals knowledge versions learnings traces spans schedules schedule_runs "
+    "approvals service_accounts auth_tokens transcripts"
+).split()
+
+
 @pytest.fixture
 async def oracle(store: Store, tmp_path: Any) -> AsyncIterator[Any]:
     """agno's own SQLite store, sync or async like ``store``: the differential tests' reference.
@@ -108,6 +114,9 @@ async def oracle(store: Store, tmp_path: Any) -> AsyncIterator[Any]:
 
     path = str(tmp_path / "oracle.sqlite")
     db: Any = AsyncSqliteDb(db_file=path) if store.is_async else SqliteDb(db_file=path)
+    if store.is_async:  # agno's AsyncSqliteDb writes nothing to a table it has not created yet
+        for table_type in ORACLE_TABLES:
+            await db._get_table(table_type, create_table_if_not_found=True)
     yield db
     closed = db.close() if hasattr(db, "close") else None
     if inspect.isawaitable(closed):

@@ -14,7 +14,15 @@ from agno.db.base import SessionType
 from agno.run.base import RunStatus
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import INT64_MAX, INT64_MIN, LONE_SURROGATE, check_id, check_optional_id, is_utf8
+from agno_mongo.schema.session import (
+    INT64_MAX,
+    INT64_MIN,
+    LONE_SURROGATE,
+    check_id,
+    check_optional_id,
+    check_owner,
+    is_utf8,
+)
 
 __all__ = [
     "check_choice",
@@ -23,6 +31,7 @@ __all__ = [
     "check_int",
     "check_optional_id",
     "check_optional_str",
+    "check_owner",
     "check_page",
     "check_session_type",
     "check_skip",

@@ -12,7 +12,16 @@ from typing import Any
 
 from agno.db.schemas.evals import EvalFilterType, EvalRunRecord, EvalType
 
-from agno_mongo.contract.checks import check_id, check_ids, check_optional_id, check_page, check_sort, check_str, now
+from agno_mongo.contract.checks import (
+    check_id,
+    check_ids,
+    check_optional_id,
+    check_owner,
+    check_page,
+    check_sort,
+    check_str,
+    now,
+)
 from agno_mongo.errors import EvalRunOwnershipError, InvalidInputError
 from agno_mongo.ops import evals as ops
 from agno_mongo.ops.command import Plan
@@ -80,7 +89,7 @@ class EvalContract:
         """One run by id; with ``user_id``, only if it is that user's. ``deserialize=False`` gives the row
         dict (with ``user_id``, ``created_at`` and ``updated_at``, which ``EvalRunRecord`` lacks)."""
         check_id("eval_run_id", eval_run_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         document = yield ops.get_eval_run(eval_run_id, user_id)
         return None if document is None else eval_out(document, deserialize)
 
@@ -111,7 +120,7 @@ class EvalContract:
         ``eval_type`` keeps runs of any listed type; ``filter_type`` keeps agent, team or workflow runs.
         """
         query = ops.eval_list_filter(
-            user_id=check_optional_id("user_id", user_id),
+            user_id=check_owner("user_id", user_id),
             agent_id=check_optional_id("agent_id", agent_id),
             team_id=check_optional_id("team_id", team_id),
             workflow_id=check_optional_id("workflow_id", workflow_id),
@@ -133,7 +142,7 @@ class EvalContract:
         """Rename a run in one command and return it; ``None`` if it is absent or not ``user_id``'s."""
         check_id("eval_run_id", eval_run_id)
         check_str("name", name)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         document = yield ops.rename_eval_run(eval_run_id, user_id, name, now())
         return None if document is None else eval_out(document, deserialize)
 
@@ -154,14 +163,14 @@ class EvalContract:
     def delete_eval_run(self, eval_run_id: str, user_id: str | None = None) -> Plan[None]:
         """Delete one run; with ``user_id``, only if it is that user's."""
         check_id("eval_run_id", eval_run_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         yield ops.delete_eval_runs([eval_run_id], user_id)
         return None
 
     def delete_eval_runs(self, eval_run_ids: list[str], user_id: str | None = None) -> Plan[None]:
         """Delete many runs in one command; with ``user_id``, only that user's."""
         ids = check_ids("eval_run_ids", eval_run_ids)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         if ids:
             yield ops.delete_eval_runs(ids, user_id)
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from agno.db.schemas.knowledge import KnowledgeRow
 
-from agno_mongo.contract.checks import check_id, check_optional_id, check_page, check_sort, check_str, now
+from agno_mongo.contract.checks import check_id, check_owner, check_page, check_sort, check_str, now
 from agno_mongo.errors import KnowledgeOwnershipError
 from agno_mongo.ops import knowledge as ops
 from agno_mongo.ops.command import Plan
@@ -56,7 +56,7 @@ class KnowledgeContract:
     def get_knowledge_content(self, id: str, user_id: str | None = None) -> Plan[KnowledgeRow | None]:
         """One row by id; with ``user_id``, only if it is that user's or shared."""
         check_id("id", id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         document = yield ops.get_knowledge(id, user_id)
         return None if document is None else knowledge_out(document)
 
@@ -74,7 +74,7 @@ class KnowledgeContract:
         With ``user_id``: that user's rows plus shared ones.
         """
         query = ops.knowledge_list_filter(
-            None if linked_to is None else check_str("linked_to", linked_to), check_optional_id("user_id", user_id)
+            None if linked_to is None else check_str("linked_to", linked_to), check_owner("user_id", user_id)
         )
         field, direction = check_sort(sort_by, sort_order, KNOWLEDGE_SORT_FIELDS)
         sort = DEFAULT_ORDER if field is None else [(field, direction), ("_id", direction)]
@@ -85,6 +85,6 @@ class KnowledgeContract:
     def delete_knowledge_content(self, id: str, user_id: str | None = None) -> Plan[None]:
         """Delete one row; with ``user_id``, only that user's own (shared rows go only unscoped)."""
         check_id("id", id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         yield ops.delete_knowledge(id, user_id)
         return None

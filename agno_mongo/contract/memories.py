@@ -13,7 +13,16 @@ from typing import Any
 
 from agno.db.schemas.memory import UserMemory
 
-from agno_mongo.contract.checks import check_id, check_ids, check_optional_id, check_page, check_sort, check_str, now
+from agno_mongo.contract.checks import (
+    check_id,
+    check_ids,
+    check_optional_id,
+    check_owner,
+    check_page,
+    check_sort,
+    check_str,
+    now,
+)
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import memories as ops
 from agno_mongo.ops.command import Plan
@@ -84,7 +93,7 @@ class MemoryContract:
     def get_user_memory(self, memory_id: str, deserialize: bool | None = True, user_id: str | None = None) -> Plan[Any]:
         """One memory by id; with ``user_id``, only if it is that user's."""
         check_id("memory_id", memory_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         document = yield ops.get_memory(memory_id, user_id)
         return None if document is None else memory_out(document, deserialize)
 
@@ -107,7 +116,7 @@ class MemoryContract:
         substring of the memory text. One ``find``, plus a count only when the page is full.
         """
         query = ops.memory_list_filter(
-            user_id=check_optional_id("user_id", user_id),
+            user_id=check_owner("user_id", user_id),
             agent_id=check_optional_id("agent_id", agent_id),
             team_id=check_optional_id("team_id", team_id),
             topics=check_topics(topics),
@@ -128,28 +137,28 @@ class MemoryContract:
 
         One ``aggregate`` (agno's own adapter sends two).
         """
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         page_limit, skip = check_page(limit, page)
         result = yield from ops.memory_stats(user_id, page_limit, skip)
         return result
 
     def get_all_memory_topics(self, user_id: str | None = None) -> Plan[list[str]]:
         """Every topic in use (one ``distinct``), only the caller's when ``user_id`` is given."""
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         topics: list[Any] = yield ops.memory_topics(user_id)
         return [topic for topic in topics if isinstance(topic, str) and topic]
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> Plan[None]:
         """Delete one memory; with ``user_id``, only if it is that user's."""
         check_id("memory_id", memory_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         yield ops.delete_memories([memory_id], user_id)
         return None
 
     def delete_user_memories(self, memory_ids: list[str], user_id: str | None = None) -> Plan[None]:
         """Delete many memories in one command; with ``user_id``, only that user's."""
         ids = check_ids("memory_ids", memory_ids)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         if ids:
             yield ops.delete_memories(ids, user_id)
         return None

@@ -21,6 +21,7 @@ from agno_mongo.contract.checks import (
     check_ids,
     check_int,
     check_optional_id,
+    check_owner,
     check_page,
     check_session_type,
     check_sort,
@@ -159,7 +160,7 @@ class SessionContract:
     ) -> Plan[Any]:
         """One command. With ``runs_limit`` the server returns only the latest N context runs."""
         check_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         kind = check_session_type(session_type)
         check_int("runs_limit", runs_limit, minimum=0)
         document = yield from ops.get_session(session_id, user_id, runs_limit)
@@ -184,7 +185,7 @@ class SessionContract:
         kind = check_session_type(session_type)
         query = ops.session_list_filter(
             session_type=kind,
-            user_id=check_optional_id("user_id", user_id),
+            user_id=check_owner("user_id", user_id),
             component_id=check_optional_id("component_id", component_id),
             session_name=None if session_name is None else check_str("session_name", session_name),
             start_timestamp=check_int("start_timestamp", start_timestamp),
@@ -213,7 +214,7 @@ class SessionContract:
     ) -> Plan[Any]:
         """Set ``session_data.session_name`` in one command and return the renamed session."""
         check_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         kind = check_session_type(session_type)
         name = check_str("session_name", session_name)
         document = yield ops.rename_session(session_id, user_id, kind, name, now())
@@ -224,14 +225,14 @@ class SessionContract:
     def delete_session(self, session_id: str, user_id: str | None = None) -> Plan[bool]:
         """Delete one session with its runs, atomically (they are one document)."""
         check_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         deleted = yield from ops.delete_sessions([session_id], user_id)
         return bool(deleted)
 
     def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> Plan[None]:
         """Delete many sessions (only the caller's when ``user_id`` is given)."""
         ids = check_ids("session_ids", session_ids)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         if ids:
             yield from ops.delete_sessions(ids, user_id)
         return None
@@ -240,7 +241,7 @@ class SessionContract:
         """Hand an idle session to another owner if ``previous_user_id`` still owns it."""
         check_id("session_id", session_id)
         check_id("previous_user_id", previous_user_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         changed = yield from ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
         return changed
 
@@ -271,7 +272,7 @@ class SessionContract:
         already stored keeps its place.
         """
         check_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         check_int("run_index", run_index, minimum=0)
         data = run_to_dict(run)
         key = (session_id, data["run_id"])
@@ -317,7 +318,7 @@ class SessionContract:
     ) -> Plan[Any]:
         """Runs matching the filters, across sessions, in one aggregation (plus a count if needed)."""
         check_optional_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         run_filter: dict[str, Any] = {}
         for name, value in (("agent_id", agent_id), ("team_id", team_id), ("workflow_id", workflow_id)):
             if check_optional_id(name, value) is not None:
@@ -377,7 +378,7 @@ class SessionContract:
         """Mark a PENDING/RUNNING run CANCELLED only if it still has ``expected_status``."""
         check_id("run_id", run_id)
         check_id("session_id", session_id)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         check_str("reason", reason)
         check_choice("expected_status", expected_status, {"PENDING", "RUNNING"})
         changed = yield from run_ops.cancel_pending_run_plan(

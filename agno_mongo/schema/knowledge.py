@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.schema.codec import encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "KnowledgeDocument", "KnowledgeFields", "knowledge_out"]
 
@@ -36,7 +36,7 @@ class KnowledgeFields(BaseModel):
     access_count: Int64 | None = None
     status: Text | None = None
     status_message: Text | None = None
-    user_id: IdStr | None = None
+    user_id: OwnerStr | None = None
     created_at: Int64 | None = None
     updated_at: Int64 | None = None
     external_id: Text | None = None

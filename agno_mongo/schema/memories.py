@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.schema.codec import encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "MemoryDocument", "MemoryFields"]
 
@@ -28,7 +28,7 @@ class MemoryFields(BaseModel):
     memory_id: IdStr
     memory: str | dict[str, Any]
     topics: list[Text] | None = None
-    user_id: IdStr | None = None
+    user_id: OwnerStr | None = None
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
     input: Text | None = None

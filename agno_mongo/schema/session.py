@@ -51,6 +51,8 @@ def _utf8_text(value: str) -> str:
 
 
 IdStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+OwnerStr = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
+"""A ``user_id`` field: like an id, but ``""`` is a real owner in agno (distinct from ``None``)."""
 Text = Annotated[str, AfterValidator(_utf8_text)]
 """A plain string field stored as it is (not through the codec): it must encode as UTF-8."""
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
@@ -79,6 +81,17 @@ def check_id(name: str, value: object) -> str:
 def check_optional_id(name: str, value: object) -> str | None:
     """Like :func:`check_id`, but ``None`` is allowed (it means "no user" or "no filter")."""
     return None if value is None else check_id(name, value)
+
+
+def check_owner(name: str, value: object) -> str | None:
+    """A ``user_id`` argument: ``None`` (no owner, or no filter) or a string of at most
+    :data:`MAX_ID_LENGTH` characters. ``""`` is accepted: agno treats it as a real owner, distinct
+    from ``None`` (its SQL stores filter ``user_id = ''``), so reads, renames and deletes scope to it."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value == "":
+        return value
+    return check_id(name, value)
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -133,7 +146,7 @@ class SessionFields(BaseModel):
 
     session_id: IdStr
     session_type: SessionTypeName
-    user_id: IdStr | None = None
+    user_id: OwnerStr | None = None
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
     workflow_id: IdStr | None = None
