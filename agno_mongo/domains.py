@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo import IndexModel
 
+from agno_mongo.contract.approvals import ApprovalContract
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
@@ -22,6 +23,7 @@ from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.contract.metrics import MetricsContract
 from agno_mongo.contract.sessions import SessionContract
 from agno_mongo.contract.traces import TraceContract
+from agno_mongo.ops.approvals import APPROVAL_INDEXES
 from agno_mongo.ops.evals import EVAL_INDEXES
 from agno_mongo.ops.knowledge import KNOWLEDGE_INDEXES
 from agno_mongo.ops.learnings import LEARNING_INDEXES
@@ -65,6 +67,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("traces", "trace_table_name", TRACE_INDEXES, TraceContract),
     Domain("spans", "span_table_name", SPAN_INDEXES),
     Domain("versions", "versions_table_name"),
+    Domain("approvals", "approvals_table_name", APPROVAL_INDEXES, ApprovalContract),
 )
 
 INDEXES: dict[str, list[IndexModel]] = {domain.role: list(domain.indexes) for domain in DOMAINS if domain.indexes}
