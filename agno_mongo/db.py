@@ -159,14 +159,18 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         """The PyMongo ``Database`` in use."""
         return self.db_client[self.db_name]
 
-    def _execute(self, command: Command) -> Any:
+    def _start_session(self) -> Any:
+        """A client session for a transaction (see :class:`~agno_mongo.ops.command.Atomically`)."""
+        return self.db_client.start_session()
+
+    def _execute(self, command: Command, session: Any = None) -> Any:
         name = self._names[command.collection]
         collection = self.database[name]
         key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
         if key not in _INDEXED and command.collection in INDEXES:
             drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
-        return drivers.send_sync(collection, command)
+        return drivers.send_sync(collection, command, session)
 
     def close(self) -> None:
         """Close the client if this instance created it."""
@@ -280,14 +284,18 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         """The database handle on the running loop's client (a property, as on agno's class)."""
         return self._client()[self.db_name]
 
-    async def _execute(self, command: Command) -> Any:
+    def _start_session(self) -> Any:
+        """A client session (PyMongo async) or a coroutine for one (Motor), for a transaction."""
+        return self._client().start_session()
+
+    async def _execute(self, command: Command, session: Any = None) -> Any:
         name = self._names[command.collection]
         collection = self.database[name]
         key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
         if key not in _INDEXED and command.collection in INDEXES:
             await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, command.collection)))
             _INDEXED.add(key)
-        return await drivers.send_async(collection, command)
+        return await drivers.send_async(collection, command, session)
 
     async def close(self) -> None:
         """Close the clients this instance created (the running loop's now; others with their loop)."""

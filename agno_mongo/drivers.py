@@ -6,7 +6,12 @@ duplicate key means). A command marked ``resend=True`` is sent again after a net
 bounded time (:data:`RETRY_WINDOW_SECONDS`): its second arrival changes nothing and answers the
 same. A command marked ``resend=False`` is sent once; if its connection breaks the plan gets
 :class:`~agno_mongo.ops.command.ReplyLost` and checks by a read what happened. A
-:class:`~agno_mongo.ops.command.Pause` step sleeps.
+:class:`~agno_mongo.ops.command.Pause` step sleeps. An
+:class:`~agno_mongo.ops.command.Atomically` step runs a sub-plan in one multi-document transaction,
+whose commands are sent once each with the session: the transaction as a whole is what is retried.
+
+The storage classes give the drivers two things: ``_execute(command, session)`` (send one command,
+``session`` ``None`` outside a transaction) and ``_start_session()``.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.errors import ReplicaSetRequiredError
+from agno_mongo.ops.command import Atomically, Command, Pause, Plan, ReplyLost, backoff
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,23 +48,25 @@ def pauses(window: float = RETRY_WINDOW_SECONDS) -> Iterator[float]:
         pause = min(pause * 2, LONGEST_PAUSE)
 
 
-def execute_sync(collection: Any, command: Command) -> Any:
+def execute_sync(collection: Any, command: Command, session: Any = None) -> Any:
     """Execute one command on a PyMongo ``Collection``; cursors are drained into lists."""
     method = getattr(collection, command.op)
+    kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
-        return list(method(**command.kwargs))
-    return method(**command.kwargs)
+        return list(method(**kwargs))
+    return method(**kwargs)
 
 
-async def execute_async(collection: Any, command: Command) -> Any:
+async def execute_async(collection: Any, command: Command, session: Any = None) -> Any:
     """Execute one command on a PyMongo async or Motor collection."""
     method = getattr(collection, command.op)
+    kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
-        cursor = method(**command.kwargs)
+        cursor = method(**kwargs)
         if inspect.isawaitable(cursor):  # PyMongo async: aggregate() is a coroutine; Motor's is not
             cursor = await cursor
         return await cursor.to_list(None)
-    return await method(**command.kwargs)
+    return await method(**kwargs)
 
 
 def retryable(error: AutoReconnect) -> bool:
@@ -90,8 +99,11 @@ async def with_retries_async(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
 
 
-def send_sync(collection: Any, command: Command) -> Any:
-    """Execute ``command``: resent after network errors if it says it may be, else sent once."""
+def send_sync(collection: Any, command: Command, session: Any = None) -> Any:
+    """Execute ``command``: resent after network errors if it says it may be, else sent once.
+    Inside a transaction (``session`` given) it is sent once: the transaction is what is retried."""
+    if session is not None:
+        return execute_sync(collection, command, session)
     if command.resend:
         return with_retries_sync(lambda: execute_sync(collection, command))
     try:
@@ -102,8 +114,10 @@ def send_sync(collection: Any, command: Command) -> Any:
         raise ReplyLost(command, error) from error
 
 
-async def send_async(collection: Any, command: Command) -> Any:
+async def send_async(collection: Any, command: Command, session: Any = None) -> Any:
     """Async twin of :func:`send_sync`."""
+    if session is not None:
+        return await execute_async(collection, command, session)
     if command.resend:
         return await with_retries_async(lambda: execute_async(collection, command))
     try:
@@ -114,8 +128,18 @@ async def send_async(collection: Any, command: Command) -> Any:
         raise ReplyLost(command, error) from error
 
 
-def run_sync(execute: Callable[[Command], Any], plan: Plan[T]) -> T:
-    """Drive a plan to its answer with a blocking ``execute``."""
+def no_transactions(error: OperationFailure) -> bool:
+    """A standalone ``mongod`` refuses a transaction's first command with IllegalOperation (20)."""
+    return error.code == 20 and "Transaction numbers are only allowed" in str(error)
+
+
+def run_sync(db: Any, plan: Plan[T], session: Any = None) -> T:
+    """Drive a plan to its answer on ``db`` (blocking); inside a transaction when ``session`` is given.
+
+    Outside a transaction a failed command is thrown into the plan. Inside one it ends the
+    transaction (MongoDB aborts a transaction whose command fails), so it is raised out of it: the
+    plan that yielded the :class:`Atomically` step gets it thrown in, with nothing written.
+    """
     send: Callable[[Any], Any] = plan.send
     value: Any = None
     while True:
@@ -123,18 +147,34 @@ def run_sync(execute: Callable[[Command], Any], plan: Plan[T]) -> T:
             step = send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        send = plan.send
         if isinstance(step, Pause):
+            if session is not None:
+                raise TypeError("a plan cannot pause inside a transaction")
             time.sleep(step.seconds)
-            value, send = None, plan.send
-            continue
+            value = None
+        elif session is not None:
+            value = run_sync(db, step.steps(), session) if isinstance(step, Atomically) else db._execute(step, session)
+        else:
+            try:
+                value = transact_sync(db, step) if isinstance(step, Atomically) else db._execute(step)
+            except PyMongoError as error:
+                value, send = error, plan.throw
+
+
+def transact_sync(db: Any, step: Atomically) -> Any:
+    """Run ``step``'s plan in one transaction, retried as ``with_transaction`` does."""
+    with db._start_session() as session:
         try:
-            value, send = execute(step), plan.send
-        except PyMongoError as error:
-            value, send = error, plan.throw
+            return session.with_transaction(lambda session: run_sync(db, step.steps(), session))
+        except OperationFailure as error:
+            if no_transactions(error):
+                raise ReplicaSetRequiredError(step.what) from error
+            raise
 
 
-async def run_async(execute: Callable[[Command], Awaitable[Any]], plan: Plan[T]) -> T:
-    """Drive a plan to its answer with an awaitable ``execute``."""
+async def run_async(db: Any, plan: Plan[T], session: Any = None) -> T:
+    """Async twin of :func:`run_sync`."""
     send: Callable[[Any], Any] = plan.send
     value: Any = None
     while True:
@@ -142,21 +182,78 @@ async def run_async(execute: Callable[[Command], Awaitable[Any]], plan: Plan[T])
             step = send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        send = plan.send
         if isinstance(step, Pause):
+            if session is not None:
+                raise TypeError("a plan cannot pause inside a transaction")
             await asyncio.sleep(step.seconds)
-            value, send = None, plan.send
-            continue
-        try:
-            value, send = await execute(step), plan.send
-        except PyMongoError as error:
-            value, send = error, plan.throw
+            value = None
+        elif session is not None:
+            inner = run_async(db, step.steps(), session) if isinstance(step, Atomically) else db._execute(step, session)
+            value = await inner
+        else:
+            try:
+                value = await (transact_async(db, step) if isinstance(step, Atomically) else db._execute(step))
+            except PyMongoError as error:
+                value, send = error, plan.throw
+
+
+TRANSACTION_WINDOW_SECONDS = 120.0
+"""How long an async transaction is retried, as PyMongo's ``with_transaction`` does."""
+
+
+async def transact_async(db: Any, step: Atomically) -> Any:
+    """Async twin of :func:`transact_sync`, for PyMongo async and Motor sessions alike.
+
+    It is ``with_transaction``'s algorithm written out, because Motor's ``with_transaction`` commits
+    in a context manager's exit, outside its own retry loop: a lost ``commitTransaction`` reply then
+    reaches the caller as a network error although the commit may have applied.
+    """
+    session = db._start_session()
+    if inspect.isawaitable(session):  # Motor: start_session() is a coroutine
+        session = await session
+    deadline = time.monotonic() + TRANSACTION_WINDOW_SECONDS
+    async with session:
+        for round_number in itertools.count():
+            if round_number:
+                await asyncio.sleep(backoff(round_number).seconds)
+            started = session.start_transaction()
+            if inspect.isawaitable(started):  # PyMongo async: a coroutine; Motor: already started
+                await started
+            try:
+                answer = await run_async(db, step.steps(), session)
+            except BaseException as error:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                if isinstance(error, PyMongoError) and labelled(error, "TransientTransactionError", deadline):
+                    continue
+                if isinstance(error, OperationFailure) and no_transactions(error):
+                    raise ReplicaSetRequiredError(step.what) from error
+                raise
+            while True:
+                try:
+                    await session.commit_transaction()
+                    return answer
+                except PyMongoError as error:
+                    timed_out = isinstance(error, OperationFailure) and error.code == 50  # MaxTimeMSExpired
+                    if not timed_out and labelled(error, "UnknownTransactionCommitResult", deadline):
+                        continue  # committing again is safe: the server applies a commit once
+                    if labelled(error, "TransientTransactionError", deadline):
+                        break
+                    raise
+    raise AssertionError("unreachable")
+
+
+def labelled(error: PyMongoError, label: str, deadline: float) -> bool:
+    """Whether ``error`` carries ``label`` and there is time left to retry."""
+    return error.has_error_label(label) and time.monotonic() < deadline
 
 
 def blocking(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatenate[Any, P], T]:
     """Turn a plan-building method into a sync method that runs it on the instance's client."""
 
     def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return run_sync(self._execute, plan(self, *args, **kwargs))
+        return run_sync(self, plan(self, *args, **kwargs))
 
     functools.update_wrapper(method, plan)
     return method
@@ -166,7 +263,7 @@ def awaiting(plan: Callable[Concatenate[Any, P], Plan[T]]) -> Callable[Concatena
     """Turn a plan-building method into an async method that runs it on the instance's client."""
 
     async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await run_async(self._execute, plan(self, *args, **kwargs))
+        return await run_async(self, plan(self, *args, **kwargs))
 
     functools.update_wrapper(method, plan)
     return method

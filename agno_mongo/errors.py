@@ -98,3 +98,17 @@ class SessionFullError(AgnoMongoError):
     Each overflowed run keeps its id (a few dozen bytes) in the session document, so a session holds
     roughly ``max_runs_bytes / 40`` runs in all. Nothing was written.
     """
+
+
+class ReplicaSetRequiredError(AgnoMongoError, RuntimeError):
+    """The operation needs multi-document transactions and the server has none (a standalone
+    ``mongod``). Nothing was written. Run a replica set: even a single node will do
+    (``docker/compose.yml`` starts one), or Atlas, or a sharded cluster."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{what} needs multi-document transactions, which this MongoDB server does not support "
+            "(a standalone mongod). Nothing was written. Use a replica set (a single node is enough: "
+            "docker/compose.yml starts one), a sharded cluster or Atlas."
+        )

@@ -385,10 +385,10 @@ class RacingMongoDb(MongoDb):
         self.races = 0
         self._lock = threading.Lock()
 
-    def _execute(self, command: Command) -> Any:
+    def _execute(self, command: Command, session: Any = None) -> Any:
         ids = upserted_ids(command) if command.collection != "evals" else []
-        if not ids:
-            return super()._execute(command)
+        if not ids or session is not None:
+            return super()._execute(command, session)
         collection = self.database[self._names[command.collection]]
         absent = {doc_id for doc_id in ids if collection.find_one({"_id": doc_id}, {"_id": True}) is None}
         if absent:

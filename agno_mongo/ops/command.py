@@ -8,7 +8,7 @@ test can check a plan's commands without a server, the way h11 is tested with by
 from __future__ import annotations
 
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -84,9 +84,29 @@ class ReplyLost(AutoReconnect):
         super().__init__(f"reply lost for {command.op} on {command.collection}: {cause}")
 
 
-Step = Command | Pause
+@dataclass(frozen=True)
+class Atomically:
+    """Not a command: the commands of the plan ``steps()`` builds commit together or not at all.
+
+    The driver starts a client session and runs that plan inside one multi-document transaction
+    (``with_transaction`` semantics): each of its commands is sent once, with the session; on a
+    ``TransientTransactionError`` the transaction is aborted and ``steps()`` is called again for a
+    fresh plan, so it must build one from scratch; an ``UnknownTransactionCommitResult`` retries
+    the commit. The outer plan receives the inner plan's answer; a command that fails inside ends the
+    transaction (MongoDB aborts it) and its error is thrown into the outer plan, with nothing
+    written. A :class:`Pause` inside is refused (a transaction holds locks). ``what`` names the operation in
+    the error raised when the server has no transactions (a standalone ``mongod``):
+    :class:`~agno_mongo.errors.ReplicaSetRequiredError`, before anything is written.
+    """
+
+    steps: Callable[[], Generator[Any, Any, Any]]
+    what: str
+
+
+Step = Command | Pause | Atomically
 Plan = Generator[Step, Any, T]
-"""A multi-step operation: yields commands (or pauses), receives results, returns the answer."""
+"""A multi-step operation: yields commands (or pauses, or transactions), receives results, returns
+the answer."""
 
 
 def single(command: Command) -> Plan[Any]:

@@ -324,6 +324,25 @@ def _recv_message(sock: socket.socket) -> tuple[bytes, int, int, int] | None:
     return header + body, request_id, response_to, op_code
 
 
+_STANDALONE = "Transaction numbers are only allowed on a replica set member or mongos"
+
+
+def _starts_transaction(body: bytes) -> bool:
+    """Whether an OP_MSG request is the first command of a transaction."""
+    try:
+        _, command = parse_op_msg(body)
+    except (ValueError, struct.error, bson.errors.BSONError):
+        return False
+    return bool(command.get("startTransaction"))
+
+
+def _error_reply(response_to: int, code: int, code_name: str, message: str) -> bytes:
+    """An OP_MSG reply ``{ok: 0, code, codeName, errmsg}`` to request ``response_to``."""
+    document = bson.encode({"ok": 0.0, "errmsg": message, "code": code, "codeName": code_name})
+    body = struct.pack("<I", 0) + b"\x00" + document
+    return _HEADER.pack(_HEADER.size + len(body), 0, response_to, OP_MSG) + body
+
+
 class _Rule:
     def __init__(self, match: CommandMatch | str, times: int) -> None:
         self.match = match
@@ -371,6 +390,7 @@ class ReplyDroppingProxy:
         self.dropped = []
         self.predicate_errors: list[BaseException] = []
         self.connections = 0
+        self.refusing_transactions = False
         self.start()
 
     # -- arming ----------------------------------------------------------------------------------------------
@@ -387,6 +407,11 @@ class ReplyDroppingProxy:
             raise TypeError(f"match must be a command name or a predicate, got {match!r}")
         with self._lock:
             self._rules.append(_Rule(match, times))
+
+    def refuse_transactions(self, refuse: bool = True) -> None:
+        """Answer every command that starts a transaction as a standalone ``mongod`` does
+        (IllegalOperation, code 20), without forwarding it: a replica set that looks standalone."""
+        self.refusing_transactions = refuse
 
     @property
     def armed(self) -> int:
@@ -531,6 +556,7 @@ class _DroppingLink:
         self._lock = threading.Lock()
         self._closed = False
         self._doomed: dict[int, tuple[str, dict[str, Any]]] = {}  # requestID -> command whose reply is dropped
+        self._client_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -550,6 +576,10 @@ class _DroppingLink:
             if message is None:
                 break
             data, request_id, _, op_code = message
+            if op_code == OP_MSG and self.proxy.refusing_transactions and _starts_transaction(data[_HEADER.size :]):
+                if not self._send_to_client(_error_reply(request_id, 20, "IllegalOperation", _STANDALONE)):
+                    break
+                continue
             claimed = self.proxy._claim(data[_HEADER.size :]) if op_code == OP_MSG else None
             if claimed is not None:
                 with self._lock:  # before sending: the reply may come back at once
@@ -573,11 +603,18 @@ class _DroppingLink:
             if doomed is not None:
                 self.proxy._record_drop(*doomed)
                 break  # the reply goes nowhere
+            if not self._send_to_client(data):
+                break
+        self.close()
+
+    def _send_to_client(self, data: bytes) -> bool:
+        """Write one whole message to the client (both pumps may), False if it is gone."""
+        with self._client_lock:
             try:
                 self.client.sendall(data)
             except OSError:
-                break
-        self.close()
+                return False
+        return True
 
     def close(self) -> None:
         """Close both sockets (once)."""
