@@ -16,21 +16,28 @@ from typing import Any
 from pymongo import IndexModel
 
 from agno_mongo.contract.approvals import ApprovalContract
+from agno_mongo.contract.auth_tokens import AuthTokenContract
+from agno_mongo.contract.compactions import CompactionContract
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
 from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.contract.metrics import MetricsContract
+from agno_mongo.contract.service_accounts import ServiceAccountContract
 from agno_mongo.contract.sessions import SessionContract
 from agno_mongo.contract.traces import TraceContract
+from agno_mongo.contract.transcripts import TranscriptContract
 from agno_mongo.ops.approvals import APPROVAL_INDEXES
+from agno_mongo.ops.compactions import COMPACTION_INDEXES
 from agno_mongo.ops.evals import EVAL_INDEXES
 from agno_mongo.ops.knowledge import KNOWLEDGE_INDEXES
 from agno_mongo.ops.learnings import LEARNING_INDEXES
 from agno_mongo.ops.memories import MEMORY_INDEXES
 from agno_mongo.ops.metrics import METRICS_INDEXES
+from agno_mongo.ops.service_accounts import SERVICE_ACCOUNT_INDEXES
 from agno_mongo.ops.sessions import OVERFLOW_INDEXES, SESSION_INDEXES
 from agno_mongo.ops.traces import SPAN_INDEXES, TRACE_INDEXES
+from agno_mongo.ops.transcripts import TRANSCRIPT_INDEXES
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("spans", "span_table_name", SPAN_INDEXES),
     Domain("versions", "versions_table_name"),
     Domain("approvals", "approvals_table_name", APPROVAL_INDEXES, ApprovalContract),
+    Domain("compactions", "compactions_table_name", COMPACTION_INDEXES, CompactionContract, sync_only=True),
+    Domain("transcripts", "transcripts_table_name", TRANSCRIPT_INDEXES, TranscriptContract),
+    Domain("service_accounts", "service_accounts_table_name", SERVICE_ACCOUNT_INDEXES, ServiceAccountContract),
+    Domain("auth_tokens", "auth_tokens_table_name", (), AuthTokenContract),
 )
 
 INDEXES: dict[str, list[IndexModel]] = {domain.role: list(domain.indexes) for domain in DOMAINS if domain.indexes}

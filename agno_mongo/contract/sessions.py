@@ -30,9 +30,11 @@ from agno_mongo.contract.checks import (
     now,
 )
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.ops import compactions as compaction_ops
 from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
-from agno_mongo.ops.command import Plan
+from agno_mongo.ops import transcripts as transcript_ops
+from agno_mongo.ops.command import Command, Plan
 from agno_mongo.schema.codec import decode_run, encode_run
 from agno_mongo.schema.session import SessionDocument, SessionFields, reading, run_to_dict
 
@@ -84,6 +86,21 @@ def check_fields_size(fields: SessionFields, name: str) -> SessionFields:
             name, f"session fields take {size} bytes; at most {ops.MAX_FIELDS_BYTES} fit beside runs"
         )
     return fields
+
+
+def _delete_records_of(session_ids: list[str]) -> Plan[None]:
+    """Delete what else is stored by session id (compaction records, external-agent transcripts)
+    after the sessions themselves, as agno's SQL stores do: both hold the conversation verbatim,
+    and left behind, a session re-created under the same id would inherit them. Idempotent."""
+    if not session_ids:
+        return None
+    commands: list[Command] = [
+        compaction_ops.delete_for_sessions(session_ids),
+        *transcript_ops.delete_for_sessions(session_ids),
+    ]
+    for command in commands:  # noqa: UP028  (a list iterator cannot receive the results sent back)
+        yield command
+    return None
 
 
 class RunHints:
@@ -226,7 +243,8 @@ class SessionContract:
         """Delete one session with its runs, atomically (they are one document)."""
         check_id("session_id", session_id)
         check_owner("user_id", user_id)
-        deleted = yield from ops.delete_sessions([session_id], user_id)
+        deleted, cascade = yield from ops.delete_sessions([session_id], user_id)
+        yield from _delete_records_of(cascade)
         return bool(deleted)
 
     def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> Plan[None]:
@@ -234,7 +252,8 @@ class SessionContract:
         ids = check_ids("session_ids", session_ids)
         check_owner("user_id", user_id)
         if ids:
-            yield from ops.delete_sessions(ids, user_id)
+            _, cascade = yield from ops.delete_sessions(ids, user_id)
+            yield from _delete_records_of(cascade)
         return None
 
     def reassign_session_owner(self, session_id: str, *, previous_user_id: str, user_id: str | None) -> Plan[bool]:

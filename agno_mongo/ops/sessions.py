@@ -407,13 +407,16 @@ def rename_session(
     )
 
 
-def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[int]:
-    """Delete sessions with their runs; returns how many sessions went.
+def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[int, list[str]]]:
+    """Delete sessions with their runs; returns how many sessions went, and the ids whose other
+    stored records (compactions, transcripts) go with them, as agno's SQL stores decide: a session
+    this call deleted, or, for an unscoped bulk delete (no other owner to protect), every id given.
 
     One command for a single session that never overflowed (``findAndModify`` tells); otherwise the
     chunks of the deleted incarnations go in a second command. After a lost reply on the delete, a
     read tells whether the session is gone; its chunks are then left to
     :func:`delete_orphaned_overflow` (unreachable: nothing reads a chunk but through its session).
+    A scoped bulk delete reads the caller's ids first and deletes only those.
     """
     if len(session_ids) == 1:
         match = {"_id": session_ids[0], **scope_filter(user_id)}
@@ -429,17 +432,28 @@ def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[int]:
                 SESSIONS, "find_one", {"filter": match, "projection": {"_id": 1}}
             )
             if still is None:
-                return 1
+                return 1, list(session_ids)
             return (yield from delete_sessions(session_ids, user_id))
         if gone is None:
-            return 0
+            return 0, []
         if gone.get("spilled"):
             yield Command(OVERFLOW, "delete_many", {"filter": {"session_id": session_ids[0], "inc": gone.get("inc")}})
-        return 1
+        return 1, list(session_ids)
     match = {"_id": {"$in": session_ids}, **scope_filter(user_id)}
-    doomed: list[dict[str, Any]] = yield Command(
-        SESSIONS, "find", {"filter": {**match, "spilled.0": {"$exists": True}}, "projection": {"inc": True}}
-    )
+    if user_id is None:
+        cascade = list(session_ids)
+        doomed: list[dict[str, Any]] = yield Command(
+            SESSIONS, "find", {"filter": {**match, "spilled.0": {"$exists": True}}, "projection": {"inc": True}}
+        )
+    else:
+        owned: list[dict[str, Any]] = yield Command(
+            SESSIONS, "find", {"filter": match, "projection": {"inc": True, "spilled": {"$slice": 1}}}
+        )
+        cascade = [d["_id"] for d in owned]
+        doomed = [d for d in owned if d.get("spilled")]
+        if not cascade:
+            return 0, []
+        match = {"_id": {"$in": cascade}, **scope_filter(user_id)}
     result = yield Command(SESSIONS, "delete_many", {"filter": match})
     if doomed:
         yield Command(
@@ -447,7 +461,7 @@ def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[int]:
             "delete_many",
             {"filter": {"$or": [{"session_id": d["_id"], "inc": d.get("inc")} for d in doomed]}},
         )
-    return int(getattr(result, "deleted_count", 0))
+    return int(getattr(result, "deleted_count", 0)), cascade
 
 
 def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
