@@ -28,6 +28,7 @@ from agno.db.base import AsyncBaseDb
 from agno.db.sqlite import AsyncSqliteDb
 from agno.models.openai import OpenAIChat
 from agno.session import AgentSession
+from agno.utils import log as agno_log
 from pymongo import MongoClient, uri_parser
 
 from agno_mongo import AsyncMongoDb, MongoDb
@@ -461,12 +462,15 @@ def agno_warnings() -> Iterator[list[str]]:
                 messages.append(record.getMessage())
 
     handler = Keep()
-    logger = logging.getLogger("agno")
-    logger.addHandler(handler)
+    # agno logs through whichever of its three loggers the last agent, team or workflow switched to.
+    loggers = [agno_log.agent_logger, agno_log.team_logger, agno_log.workflow_logger]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         yield messages
     finally:
-        logger.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def is_summary_request(body: Mapping[str, Any]) -> bool:
