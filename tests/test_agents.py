@@ -65,9 +65,7 @@ def turn_cost(commands: Commands) -> list[tuple[str, str]]:
     return [(name, str(sent[name])) for name, sent in zip(commands.names, commands.sent, strict=True)]
 
 
-def test_steady_state_agent_run_costs_three_commands_and_agnos_approval_update(
-    mongodb_url: str, db_name: str
-) -> None:
+def test_steady_state_agent_run_costs_three_commands_and_agnos_approval_update(mongodb_url: str, db_name: str) -> None:
     commands = Commands()
     client: MongoClient[Any] = MongoClient(mongodb_url, event_listeners=[commands])
     agent = make_agent(MongoDb(db_client=client, db_name=db_name))

@@ -1,7 +1,8 @@
 """``user_id=""`` is a real owner, as in agno: distinct from ``None`` and from every other user.
 
-agno's SQL stores filter ``user_id = ''`` for it, so a session, memory or knowledge row written by
-the empty owner is theirs alone to read, rename and delete, while ``None`` still means "unscoped".
+agno's SQL stores filter ``user_id = ''`` for it, so a session, memory, knowledge, learning or trace
+row written by the empty owner is theirs alone to read, rename and delete, while ``None`` still
+means "unscoped".
 Each scenario is played on agno's ``SqliteDb`` too (the ``oracle``) and the answers compared.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from agno.db.base import SessionType
 from agno.db.schemas.memory import UserMemory
 from agno.session import AgentSession
@@ -64,4 +66,100 @@ async def test_memories_of_the_empty_owner_match_agnos_sqlite(store: Store, orac
         "empty_lists": ["m-empty"],
         "empty_reads_bobs": None,
         "all_after_foreign_delete": ["m-bob", "m-empty"],
+    }
+
+
+async def learnings_scenario(db: Any) -> dict[str, Any]:
+    for learning_id, user_id in (("l-empty", ""), ("l-bob", "bob"), ("l-none", None)):
+        content = {"v": learning_id}
+        await call(db.upsert_learning(id=learning_id, learning_type="profile", content=content, user_id=user_id))
+    ids = lambda rows: sorted(row["learning_id"] for row in rows)  # noqa: E731
+    listed, listed_total = await call(db.list_learnings(user_id=""))
+    with_global, with_global_total = await call(db.list_learnings(user_id="", include_global=True))
+    stats, stats_total = await call(db.get_learnings_user_stats())
+    own_stats, own_stats_total = await call(db.get_learnings_user_stats(user_id=""))
+    answers: dict[str, Any] = {
+        "empty_reads": await call(db.get_learning("profile", user_id="")),
+        "empty_gets": ids(await call(db.get_learnings(user_id=""))),
+        "empty_lists": (ids(listed), listed_total),
+        "empty_lists_with_global": (ids(with_global), with_global_total),
+        "stats_users": (sorted(row["user_id"] for row in stats), stats_total),
+        "own_stats_users": ([row["user_id"] for row in own_stats], own_stats_total),
+        "empty_deletes": await call(db.delete_user_learnings("")),
+    }
+    answers["left"] = ids(await call(db.get_learnings()))
+    return answers
+
+
+async def test_learnings_of_the_empty_owner_match_agnos_sqlite(store: Store, oracle: Any) -> None:
+    ours = await learnings_scenario(store.db)
+    assert ours == await learnings_scenario(oracle)
+    assert ours == {
+        "empty_reads": {"content": {"v": "l-empty"}},
+        "empty_gets": ["l-empty"],
+        "empty_lists": (["l-empty"], 1),
+        "empty_lists_with_global": (["l-empty", "l-none"], 2),
+        "stats_users": (["", "bob"], 2),
+        "own_stats_users": ([""], 1),
+        "empty_deletes": 1,
+        "left": ["l-bob", "l-none"],
+    }
+    rows = await call(store.db.search_learnings("l-", user_id=""))  # agno's AsyncSqliteDb has no search
+    assert [row["learning_id"] for row in rows] == []  # "l-empty" was deleted above
+    await call(store.db.upsert_learning(id="l2", learning_type="profile", content={"v": "l-2"}, user_id=""))
+    assert [row["learning_id"] for row in await call(store.db.search_learnings("l-", user_id=""))] == ["l2"]
+
+
+def owned_trace(trace_id: str, user_id: str | None, session_id: str) -> Any:
+    from datetime import UTC, datetime
+
+    from agno.tracing.schemas import Trace
+
+    moment = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    return Trace(
+        trace_id=trace_id,
+        name="assistant.run",
+        status="OK",
+        start_time=moment,
+        end_time=moment,
+        duration_ms=0,
+        total_spans=0,
+        error_count=0,
+        run_id=f"run-{trace_id}",
+        session_id=session_id,
+        user_id=user_id,
+        agent_id="assistant",
+        team_id=None,
+        workflow_id=None,
+        created_at=moment,
+    )
+
+
+async def traces_scenario(db: Any) -> dict[str, Any]:
+    for trace_id, user_id in (("t-empty", ""), ("t-bob", "bob"), ("t-none", None)):
+        await call(db.upsert_trace(owned_trace(trace_id, user_id, f"s-{trace_id}")))
+    empty, empty_total = await call(db.get_traces(user_id=""))
+    everyone, everyone_total = await call(db.get_traces())
+    stats, stats_total = await call(db.get_trace_stats(user_id=""))
+    by_agent, _ = await call(db.get_trace_stats(user_id="", group_by="agent"))
+    stored = await call(db.get_trace("t-empty"))
+    return {
+        "empty_lists": ([t.trace_id for t in empty], empty_total),
+        "everyone": (sorted(t.trace_id for t in everyone), everyone_total),
+        "empty_stats": ([(row["session_id"], row["user_id"]) for row in stats], stats_total),
+        "empty_agent_traces": [(row["agent_id"], row["total_traces"]) for row in by_agent],
+        "stored_owner": stored.user_id,
+    }
+
+
+async def test_traces_of_the_empty_owner_match_agnos_sqlite(store: Store, oracle: Any) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="agno.tracing needs opentelemetry-sdk")
+    ours = await traces_scenario(store.db)
+    assert ours == await traces_scenario(oracle)
+    assert ours == {
+        "empty_lists": (["t-empty"], 1),
+        "everyone": (["t-bob", "t-empty", "t-none"], 3),
+        "empty_stats": ([("s-t-empty", "")], 1),
+        "empty_agent_traces": [("assistant", 1)],
+        "stored_owner": "",
     }

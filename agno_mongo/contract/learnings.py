@@ -15,6 +15,7 @@ from agno_mongo.contract.checks import (
     check_int,
     check_optional_id,
     check_optional_str,
+    check_owner,
     check_page,
     check_sort,
     check_str,
@@ -58,7 +59,7 @@ def check_filters(
     """Every filter value as a plain string or ``None``; operator dicts are refused by name."""
     return {
         "learning_type": check_optional_str("learning_type", learning_type),
-        "user_id": check_optional_id("user_id", user_id),
+        "user_id": check_owner("user_id", user_id),
         "agent_id": check_optional_id("agent_id", agent_id),
         "team_id": check_optional_id("team_id", team_id),
         "session_id": check_optional_id("session_id", session_id),
@@ -176,8 +177,12 @@ class LearningContract:
         return bool(result.deleted_count)
 
     def delete_user_learnings(self, user_id: str, learning_type: str | None = None) -> Plan[int]:
-        """Delete a user's records (optionally one type); ownerless records are untouched."""
-        check_id("user_id", user_id)
+        """Delete a user's records (optionally one type); ownerless records are untouched.
+
+        ``""`` is a user like any other; ``None`` is refused (agno's SQL would delete every
+        ownerless record, which no caller means)."""
+        if check_owner("user_id", user_id) is None:
+            raise InvalidInputError("user_id", "must be a string, got NoneType")
         check_optional_str("learning_type", learning_type)
         result = yield ops.delete_user_learnings(user_id, learning_type)
         return int(result.deleted_count or 0)
@@ -207,6 +212,49 @@ class LearningContract:
         )
         checked_limit = check_int("limit", limit, minimum=0) or None
         documents: list[dict[str, Any]] = yield ops.get_learnings(ops.learning_filter(values), checked_limit)
+        return [learning_out(document) for document in documents]
+
+    def search_learnings(
+        self,
+        query: str,
+        learning_type: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+        session_id: str | None = None,
+        namespace: str | None = None,
+        entity_id: str | None = None,
+        entity_type: str | None = None,
+        limit: int | None = None,
+    ) -> Plan[list[dict[str, Any]]]:
+        """Records whose ``content`` contains ``query``, newest first, at most ``limit``: one ``aggregate``.
+
+        The match is agno's (``content ILIKE`` in its SQL stores): case-insensitive for A-Z, over
+        the JSON text of ``content``, a run of spaces, ``_`` or ``-`` in the query matching any one
+        character ("sarah chen" finds "sarah_chen"), everything else literal (see
+        :func:`~agno_mongo.ops.learnings.search_regex`). A query of only ``%``, ``_`` and
+        whitespace, and ``limit=0``, find nothing, as in agno. ``workflow_id`` filters too, though
+        ``upsert_learning`` never sets it (agno's documented behaviour).
+        """
+        checked_query = check_str("query", query)
+        values = check_filters(
+            learning_type=learning_type,
+            user_id=user_id,
+            agent_id=agent_id,
+            team_id=team_id,
+            session_id=session_id,
+            namespace=namespace,
+            entity_id=entity_id,
+            entity_type=entity_type,
+        )
+        values["workflow_id"] = check_optional_id("workflow_id", workflow_id)
+        checked_limit = check_int("limit", limit, minimum=0)
+        regex = ops.search_regex(checked_query)
+        if regex is None or checked_limit == 0:
+            return []
+        scope = ops.learning_filter(values, fields=(*ops.FILTER_FIELDS, "workflow_id"))
+        documents = yield from ops.search_learnings_plan(scope, regex, checked_limit)
         return [learning_out(document) for document in documents]
 
     def get_learning_by_id(self, id: str) -> Plan[dict[str, Any] | None]:
@@ -253,7 +301,9 @@ class LearningContract:
         page_limit, skip = check_page(limit, page)
         query = ops.learning_filter(values, include_global=include_global)
         sort = [(field, direction), ("_id", direction)]
-        documents, total = yield from page_of(ops.LEARNINGS, query, sort, page_limit, skip, None, count=True)
+        documents, total = yield from page_of(
+            ops.LEARNINGS, query, sort, page_limit, skip, ops.WITHOUT_SEARCH_TEXT, count=True
+        )
         return [learning_out(document) for document in documents], int(total or 0)
 
     def get_learnings_user_stats(
@@ -267,7 +317,7 @@ class LearningContract:
     ) -> Plan[tuple[list[dict[str, Any]], int]]:
         """Users owning records with their last update, and how many users: one ``aggregate``."""
         check_optional_str("learning_type", learning_type)
-        check_optional_id("user_id", user_id)
+        check_owner("user_id", user_id)
         field, direction = sort_or_default(sort_by, sort_order, STATS_SORT_FIELDS, "last_learning_updated_at")
         page_limit, skip = check_page(limit, page)
         result = yield from ops.learning_user_stats(learning_type, user_id, field, direction, page_limit, skip)

@@ -11,7 +11,7 @@ AgentOS's trace search uses to scope a caller to their own traces, and ``get_tra
 component (``agent``/``team``/``workflow``/``endpoint``) as well as by session.
 
 Filters on run, session, agent, team, workflow and status follow agno's adapter: an empty string
-means no filter. ``user_id`` filters whenever it is given.
+means no filter. ``user_id`` filters whenever it is given (``""`` is a real owner, as in agno).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agno.utils.dttm import parse_datetime_utc
 
-from agno_mongo.contract.checks import check_id, check_int, check_skip, check_str
+from agno_mongo.contract.checks import check_id, check_int, check_owner, check_skip, check_str
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import traces as ops
 from agno_mongo.ops.command import Plan
@@ -148,7 +148,7 @@ class TraceContract:
             if key is not None:
                 query[name] = key
         if user_id is not None:
-            query["user_id"] = check_id("user_id", user_id)
+            query["user_id"] = check_owner("user_id", user_id)
         if status is not None and check_str("status", status) != "":
             query["status"] = status
         query = ops.combine(
@@ -187,7 +187,7 @@ class TraceContract:
             raise InvalidInputError("group_by", f"must be one of {list(ops.GROUP_BY)}, got {group_by!r}")
         query: dict[str, Any] = {}
         if user_id is not None:
-            query["user_id"] = check_id("user_id", user_id)
+            query["user_id"] = check_owner("user_id", user_id)
         for name, value in (("agent_id", agent_id), ("team_id", team_id), ("workflow_id", workflow_id)):
             key = optional_key(name, value)
             if key is not None:
@@ -235,6 +235,56 @@ class TraceContract:
         documents: list[dict[str, Any]] = yield ops.get_spans(trace_key, parent_key, size)
         return [span_out(document) for document in documents]
 
+    def get_span_stats(
+        self,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        name: str | None = None,
+        span_type: str | None = None,
+        limit: int | None = 20,
+        page: int | None = 1,
+        sort_by: str = "total_calls",
+        sort_order: str = "desc",
+    ) -> Plan[tuple[list[dict[str, Any]], int]]:
+        """Span statistics per span name and type, and how many groups; one ``aggregate``.
+
+        Each row has name, span_type, total_calls, avg/p95/max duration_ms, error_count and
+        last_called_at, as agno's SQL stores return them. Times filter on the spans' start; agent,
+        team and workflow on their traces (spans of other or unknown traces are left out). As in
+        agno, an empty ``name`` / ``span_type`` / component id is no filter, an unknown ``sort_by``
+        sorts by total_calls, anything but ``"asc"`` sorts descending, ties go by name then type,
+        ``limit=None`` is every group and ``limit=0`` none. ``p95_duration_ms`` is SQL's
+        ``percentile_cont(0.95)`` (agno's Postgres; its SQLite has none and says ``None``), and
+        sorting by it sorts by it (agno's SQLite sorts by total_calls instead).
+        """
+        traces_match: dict[str, Any] = {}
+        for field, value in (("agent_id", agent_id), ("team_id", team_id), ("workflow_id", workflow_id)):
+            key = optional_key(field, value)
+            if key is not None:
+                traces_match[field] = key
+        match = ops.time_range("start_time", check_time("start_time", start_time), check_time("end_time", end_time))
+        if name is not None and check_str("name", name) != "":
+            match["name"] = name
+        kind = None if span_type is None or check_str("span_type", span_type) == "" else span_type
+        size = check_int("limit", limit, minimum=0)
+        number = check_int("page", page, minimum=0)
+        skip = check_skip((number - 1) * size) if number and size else 0
+        field = check_str("sort_by", sort_by)
+        order = "desc" if sort_order is None else check_str("sort_order", sort_order)
+        pipeline = ops.span_stats_pipeline(
+            match,
+            traces_match,
+            kind,
+            self._names["traces"],
+            field if field in ops.SPAN_STAT_SORTS else "total_calls",
+            1 if order == "asc" else -1,
+        )
+        rows, total = yield from ops.span_stats_plan(pipeline, size, skip)
+        return [span_stats_row(row) for row in rows], total
+
 
 def stats_row(row: dict[str, Any], group_by: str) -> dict[str, Any]:
     """One aggregated group in the shape agno's adapters return (times as aware UTC datetimes)."""
@@ -263,4 +313,25 @@ def stats_row(row: dict[str, Any], group_by: str) -> dict[str, Any]:
         "max_duration_ms": row.get("max_duration_ms"),
         "error_traces": row.get("error_traces", 0),
         **times,
+    }
+
+
+def span_stats_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One span group in the shape agno's SQL stores return (``last_called_at`` an aware UTC datetime)."""
+    key = row["_id"]
+    average, p95, longest, last = (
+        row.get("avg_duration_ms"),
+        row.get("p95_duration_ms"),
+        row.get("max_duration_ms"),
+        row.get("last_called_at"),
+    )
+    return {
+        "name": key.get("name"),
+        "span_type": key.get("span_type"),
+        "total_calls": int(row["total_calls"]),
+        "avg_duration_ms": None if average is None else round(float(average), 1),
+        "p95_duration_ms": None if p95 is None else round(float(p95), 1),
+        "max_duration_ms": None if longest is None else int(longest),
+        "error_count": int(row.get("error_count") or 0),
+        "last_called_at": as_utc(last) if isinstance(last, datetime) else last,
     }

@@ -5,20 +5,34 @@ owner check inside its filter, like sessions and memories: a record owned by ano
 match, the upsert collides on ``_id`` and MongoDB refuses it in the same round trip. A collision
 that is a lost create race (same owner, created first by another writer) is sent again, not refused
 (see :func:`~agno_mongo.ops.owned.owner_checked_upsert`).
+
+``search_learnings`` matches a derived field, ``search_text`` (``content`` as agno's SQL stores'
+JSON text, lower-cased), that every write of ``content`` sets in the same command; rows written
+before it existed are backfilled by the first search that meets them.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.owned import may_write, owner_checked_upsert
 from agno_mongo.ops.sessions import owner_filter
-from agno_mongo.schema.codec import MARKER
-from agno_mongo.schema.learnings import SCHEMA_VERSION, LearningFields, learning_free_form
+from agno_mongo.schema.codec import MARKER, decode_fields
+from agno_mongo.schema.learnings import (
+    SCHEMA_VERSION,
+    SEARCH_TEXT,
+    LearningFields,
+    ascii_lower,
+    learning_free_form,
+    search_text,
+)
+from agno_mongo.schema.session import reading
 
 LEARNINGS = "learnings"
 
@@ -29,7 +43,16 @@ LEARNING_INDEXES = [
     ),
     # list_learnings / get_learnings_user_stats / delete_user_learnings: by owner.
     IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING)], name="user_updated"),
+    # search_learnings in a shared namespace (entity memory: type + namespace, no user), newest
+    # first: the regex is checked while walking the index in order, and the walk stops at ``limit``.
+    IndexModel(
+        [("learning_type", ASCENDING), ("namespace", ASCENDING), ("updated_at", DESCENDING)],
+        name="type_namespace_updated",
+    ),
 ]
+
+WITHOUT_SEARCH_TEXT = {SEARCH_TEXT: False}
+"""Reads that return rows leave the derived search text on the server."""
 
 NEWEST_FIRST = [("updated_at", DESCENDING), ("_id", ASCENDING)]
 
@@ -45,10 +68,12 @@ FILTER_FIELDS = (
 )
 
 
-def learning_filter(values: dict[str, str | None], *, include_global: bool = False) -> dict[str, Any]:
+def learning_filter(
+    values: dict[str, str | None], *, include_global: bool = False, fields: tuple[str, ...] = FILTER_FIELDS
+) -> dict[str, Any]:
     """Equality on each given field; ``include_global`` also admits ownerless records for a user."""
     query: dict[str, Any] = {}
-    for field in FILTER_FIELDS:
+    for field in fields:
         value = values.get(field)
         if value is None:
             continue
@@ -94,12 +119,12 @@ def get_learning(query: dict[str, Any]) -> Command:
 
 def get_learning_by_id(learning_id: str) -> Command:
     """One ``find`` by primary key."""
-    return Command(LEARNINGS, "find_one", {"filter": {"_id": learning_id}})
+    return Command(LEARNINGS, "find_one", {"filter": {"_id": learning_id}, "projection": WITHOUT_SEARCH_TEXT})
 
 
 def get_learnings(query: dict[str, Any], limit: int | None) -> Command:
     """One ``find``, newest first (as agno's SQL stores order them)."""
-    kwargs: dict[str, Any] = {"filter": query, "sort": NEWEST_FIRST}
+    kwargs: dict[str, Any] = {"filter": query, "sort": NEWEST_FIRST, "projection": WITHOUT_SEARCH_TEXT}
     if limit is not None:
         kwargs["limit"] = limit
     return Command(LEARNINGS, "find", kwargs)
@@ -142,3 +167,135 @@ def learning_user_stats(
     pipeline = user_stats_pipeline(match, count_field=None, last_field="last_learning_updated_at", sort=sort)
     rows, total = yield from stats_page(LEARNINGS, pipeline, limit, skip)
     return [{"user_id": row["_id"], "last_learning_updated_at": row["last_learning_updated_at"]} for row in rows], total
+
+
+# --- search_learnings ----------------------------------------------------------------------------------------
+
+ANY = None
+"""A pattern token matching any one character (SQL ``LIKE``'s ``_``)."""
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_JSON_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+_WILDCARD = "\x00"
+
+
+def search_regex(query: str) -> str | None:
+    """The regex (over :data:`~agno_mongo.schema.learnings.SEARCH_TEXT`) that finds what agno's SQL
+    stores find with ``content ILIKE`` for ``query`` (``agno.db.utils.learning_search_patterns``),
+    or ``None`` when nothing can match.
+
+    As agno builds its patterns: the query is stripped (only ``%``, ``_`` and whitespace: no
+    pattern, nothing found); it is tried as given and, when it has characters JSON escapes
+    (non-ASCII, quotes, backslashes, control characters), in its ``ensure_ascii`` JSON form, where
+    each ``\\uXXXX`` escape becomes six any-character wildcards; in both, each run of whitespace,
+    ``_`` and ``-`` matches exactly one character of any kind ("sarah chen" finds "sarah_chen" and
+    "Sarah Chen"); everything else, ``%`` and regex metacharacters included, is literal. Matching
+    folds A-Z only, like SQLite. The stored text is printable ASCII, so a form that keeps a
+    character outside it can never match and is left out.
+    """
+    stripped = query.strip()
+    if not re.sub(r"[%_\s]+", "", stripped):
+        return None
+    variants = [stripped]
+    json_form = json.dumps(stripped, ensure_ascii=True)[1:-1]
+    if json_form != stripped:
+        variants.append(_JSON_ESCAPE.sub(_WILDCARD * 6, json_form))
+    alternatives: list[str] = []
+    for variant in variants:
+        tokens: list[str | None] = []
+        for index, part in enumerate(_SEPARATORS.split(variant)):
+            if index:
+                tokens.append(ANY)
+            tokens.extend(ANY if char == _WILDCARD else char for char in ascii_lower(part))
+        if any(token is not None and not " " <= token <= "~" for token in tokens):
+            continue  # a character the stored (printable ASCII) text never has
+        regex = "".join(
+            "." if token is None else token if token.isascii() and token.isalnum() else "\\" + token for token in tokens
+        )
+        if regex not in alternatives:
+            alternatives.append(regex)
+    if not alternatives:
+        return None
+    return alternatives[0] if len(alternatives) == 1 else "|".join(f"(?:{regex})" for regex in alternatives)
+
+
+UNSEARCHED = "search_text_missing"
+"""Set on a search result that has no derived text yet (written before it existed)."""
+
+BACKFILL_BATCH = 500
+
+
+def search_learnings(query: dict[str, Any], regex: str, limit: int | None) -> Command:
+    """One ``aggregate``: the matching records newest first (at most ``limit``), plus any record in
+    scope that has no search text yet, flagged :data:`UNSEARCHED` (the text itself stays on the server)."""
+    match = {**query, "$or": [{SEARCH_TEXT: {"$regex": regex, "$options": "s"}}, {SEARCH_TEXT: {"$exists": False}}]}
+    pipeline: list[dict[str, Any]] = [{"$match": match}, {"$sort": dict(NEWEST_FIRST)}]
+    if limit is not None:
+        pipeline.append({"$limit": limit})
+    pipeline += [
+        {"$set": {UNSEARCHED: {"$eq": [{"$type": f"${SEARCH_TEXT}"}, "missing"]}}},
+        {"$unset": SEARCH_TEXT},
+    ]
+    return Command(LEARNINGS, "aggregate", {"pipeline": pipeline})
+
+
+def stored_search_text(document: dict[str, Any]) -> str:
+    """The search text of a stored record's ``content`` (decoded first, so it is the text agno wrote)."""
+    with reading(LEARNINGS, document):
+        return search_text(decode_fields(document).get("content"))
+
+
+def backfill_search_text(query: dict[str, Any]) -> Plan[int]:
+    """Set the search text on every record in ``query``'s scope that has none (written before it
+    existed); how many were set. Batches of one ``find`` and one unordered ``bulk_write``.
+
+    Each update is conditional on the record still lacking the text and still holding the content
+    it was computed from, so a write racing with it wins, and a resent batch changes nothing. A
+    batch that sets nothing (its records rewritten meanwhile by a writer that does not set the
+    text) ends the backfill; searches check such records in Python.
+    """
+    filled = 0
+    while True:
+        documents: list[dict[str, Any]] = yield Command(
+            LEARNINGS,
+            "find",
+            {
+                "filter": {**query, SEARCH_TEXT: {"$exists": False}},
+                "projection": {"content": True, MARKER: True},
+                "limit": BACKFILL_BATCH,
+            },
+        )
+        if not documents:
+            return filled
+        requests = [
+            UpdateOne(
+                {"_id": document["_id"], SEARCH_TEXT: {"$exists": False}, "content": document.get("content")},
+                {"$set": {SEARCH_TEXT: stored_search_text(document)}},
+            )
+            for document in documents
+        ]
+        result = yield Command(LEARNINGS, "bulk_write", {"requests": requests, "ordered": False})
+        filled += int(result.modified_count or 0)
+        if len(documents) < BACKFILL_BATCH or not result.modified_count:
+            return filled
+
+
+def search_learnings_plan(query: dict[str, Any], regex: str, limit: int | None) -> Plan[list[dict[str, Any]]]:
+    """Records whose search text matches ``regex``, newest first, at most ``limit``.
+
+    One ``aggregate`` once every record in scope has its search text. A record without it (written
+    by an older agno-mongo) comes back flagged: then the scope is backfilled (see
+    :func:`backfill_search_text`) and the search runs again; a record that still has no text is
+    checked in Python against its content, so the answer is the same either way.
+    """
+    documents: list[dict[str, Any]] = yield search_learnings(query, regex, limit)
+    if not any(document.get(UNSEARCHED) for document in documents):
+        return documents
+    yield from backfill_search_text(query)
+    documents = yield search_learnings(query, regex, limit)
+    compiled = re.compile(regex, re.DOTALL)
+    return [
+        document
+        for document in documents
+        if not document.get(UNSEARCHED) or compiled.search(stored_search_text(document))
+    ]

@@ -62,6 +62,8 @@ TRACE_INDEXES = [
 SPAN_INDEXES = [
     # get_spans(trace_id=...) in start order, and the span counts of a trace ($lookup on trace_id).
     IndexModel([("trace_id", ASCENDING), ("start_time", ASCENDING), ("_id", ASCENDING)], name="trace_start"),
+    # get_span_stats over a time window (AgentOS's tool activity: the last N days).
+    IndexModel([("start_time", ASCENDING)], name="start"),
 ]
 
 
@@ -492,3 +494,150 @@ def get_spans(trace_id: str | None, parent_span_id: str | None, limit: int) -> C
     if trace_id is not None:
         kwargs["sort"] = [("start_time", ASCENDING), ("_id", ASCENDING)]
     return Command(SPANS, "find", kwargs)
+
+
+# --- span statistics -----------------------------------------------------------------------------------------
+
+SPAN_KIND = "openinference.span.kind"
+"""The span attribute agno reads as a span's type (``AGENT``, ``LLM``, ``TOOL``, ``CHAIN``, ...)."""
+
+SPAN_STAT_SORTS = {
+    "total_calls",
+    "avg_duration_ms",
+    "p95_duration_ms",
+    "max_duration_ms",
+    "error_count",
+    "last_called_at",
+}
+
+
+def span_stats_pipeline(
+    match: dict[str, Any],
+    traces_match: dict[str, Any],
+    span_type: str | None,
+    traces_collection: str,
+    sort_by: str,
+    direction: int,
+) -> list[dict[str, Any]]:
+    """Spans grouped by name and span type (the ``openinference.span.kind`` attribute), ordered by
+    ``sort_by`` then name and type: calls, average / p95 / max duration, errors, last start.
+
+    ``traces_match`` (agent, team, workflow) keeps the spans whose trace matches, through a
+    ``$lookup`` by ``_id`` per span. Only name, duration, status and start are carried past the
+    first stage (never the attributes payload). The p95 is SQL's ``percentile_cont(0.95)``, computed
+    in constant memory per group: two ``$setWindowFields`` number each span within its group in
+    ascending and in descending duration order (sorts the server spills to disk), so every span
+    knows its rank and the group's size, and the group keeps only the one or two durations at the
+    interpolated rank. No array of durations is ever built.
+    """
+    stages: list[dict[str, Any]] = [{"$match": match}]
+    if traces_match:
+        stages += [
+            {
+                "$lookup": {
+                    "from": traces_collection,
+                    "localField": "trace_id",
+                    "foreignField": "_id",
+                    "pipeline": [{"$match": traces_match}, {"$project": {"_id": True}}],
+                    "as": "trace",
+                }
+            },
+            {"$match": {"trace": {"$ne": []}}},
+        ]
+    kind = {"$getField": {"field": {"$literal": SPAN_KIND}, "input": "$attributes"}}
+    stages.append(
+        {
+            "$project": {
+                "name": True,
+                "duration_ms": True,
+                "status_code": True,
+                "start_time": True,
+                "span_type": {"$ifNull": [kind, None]},
+            }
+        }
+    )
+    if span_type is not None:
+        stages.append({"$match": {"span_type": span_type}})
+    group_key = {"name": "$name", "span_type": "$span_type"}
+    rank = {"$subtract": ["$up", 1]}  # 0-based position in ascending duration order
+    stages += [
+        {
+            "$setWindowFields": {
+                "partitionBy": group_key,
+                "sortBy": {"duration_ms": ASCENDING, "_id": ASCENDING},
+                "output": {"up": {"$documentNumber": {}}},
+            }
+        },
+        {
+            "$setWindowFields": {
+                "partitionBy": group_key,
+                "sortBy": {"duration_ms": DESCENDING, "_id": DESCENDING},
+                "output": {"down": {"$documentNumber": {}}},
+            }
+        },
+        # up + down - 1 is the group's size; r the fractional rank percentile_cont interpolates at.
+        {"$set": {"r": {"$multiply": [0.95, {"$subtract": [{"$add": ["$up", "$down"]}, 2]}]}}},
+        {
+            "$group": {
+                "_id": group_key,
+                "total_calls": {"$sum": 1},
+                "avg_duration_ms": {"$avg": "$duration_ms"},
+                "max_duration_ms": {"$max": "$duration_ms"},
+                "error_count": {"$sum": {"$cond": [{"$eq": ["$status_code", "ERROR"]}, 1, 0]}},
+                "last_called_at": {"$max": "$start_time"},
+                "r": {"$first": "$r"},
+                "low": {"$max": {"$cond": [{"$eq": [rank, {"$floor": "$r"}]}, "$duration_ms", None]}},
+                "high": {"$max": {"$cond": [{"$eq": [rank, {"$ceil": "$r"}]}, "$duration_ms", None]}},
+            }
+        },
+        {
+            "$set": {
+                "p95_duration_ms": {
+                    "$add": [
+                        "$low",
+                        {"$multiply": [{"$subtract": ["$r", {"$floor": "$r"}]}, {"$subtract": ["$high", "$low"]}]},
+                    ]
+                }
+            }
+        },
+        {"$sort": {sort_by: direction, "_id.name": ASCENDING, "_id.span_type": ASCENDING}},
+    ]
+    return stages
+
+
+def span_stats_plan(
+    pipeline: list[dict[str, Any]], limit: int | None, skip: int
+) -> Plan[tuple[list[dict[str, Any]], int]]:
+    """A page of groups and how many groups there are: one ``aggregate``.
+
+    Without a limit every group comes back (agno then skips none) and their number is the total;
+    a page up to :data:`FACET_MAX_ROWS` comes with its total through ``$facet``; ``limit=0`` (an
+    empty page, as SQL's ``LIMIT 0``) and a larger page count the groups in an ``aggregate`` of its own.
+    """
+    if limit is None:
+        rows: list[dict[str, Any]] = yield Command(SPANS, "aggregate", {"pipeline": pipeline, "allowDiskUse": True})
+        return rows, len(rows)
+    if limit == 0:
+        total = yield from span_groups(pipeline)
+        return [], total
+    page = [{"$skip": skip}, {"$limit": limit}]
+    if limit > FACET_MAX_ROWS:
+        rows = yield Command(SPANS, "aggregate", {"pipeline": [*pipeline, *page], "allowDiskUse": True})
+        total = yield from span_groups(pipeline)
+        return rows, total
+    result: list[dict[str, Any]] = yield Command(
+        SPANS,
+        "aggregate",
+        {"pipeline": [*pipeline, {"$facet": {"rows": page, "total": [{"$count": "n"}]}}], "allowDiskUse": True},
+    )
+    found = result[0] if result else {}
+    counted = found.get("total") or [{"n": 0}]
+    return list(found.get("rows") or []), int(counted[0]["n"])
+
+
+def span_groups(pipeline: list[dict[str, Any]]) -> Plan[int]:
+    """How many groups the pipeline yields: one ``aggregate`` ending in ``$count``."""
+    counted: list[dict[str, Any]] = yield Command(
+        SPANS, "aggregate", {"pipeline": [*pipeline, {"$count": "n"}], "allowDiskUse": True}
+    )
+    return int(counted[0]["n"]) if counted else 0

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, reading, validated
+from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, reading, validated
 
 if TYPE_CHECKING:
     from agno.tracing.schemas import Span, Trace
@@ -63,7 +63,7 @@ class TraceFields(BaseModel):
     duration_ms: Int64
     run_id: IdStr | None = None
     session_id: IdStr | None = None
-    user_id: IdStr | None = None
+    user_id: OwnerStr | None = None
     agent_id: IdStr | None = None
     team_id: IdStr | None = None
     workflow_id: IdStr | None = None
@@ -75,7 +75,8 @@ class TraceFields(BaseModel):
 
         An empty context id (an attribute that was set but blank) means "not known", as agno's
         ``attrs.get(...) or ...`` chains treat it, so it is stored as null and a later part of the
-        trace can still fill it in.
+        trace can still fill it in. The exception is ``user_id``: ``""`` is a real owner in agno
+        (its SQL stores keep it, and ``get_traces(user_id="")`` finds it), so it is kept.
         """
         from agno.tracing.schemas import Trace
 
@@ -83,7 +84,7 @@ class TraceFields(BaseModel):
             raise InvalidInputError(name, f"must be an agno Trace, got {type(trace).__name__}")
         raw = {key: getattr(trace, key) for key in cls.model_fields}
         for key in CONTEXT_FIELDS:
-            if raw[key] == "":
+            if key != "user_id" and raw[key] == "":
                 raw[key] = None
         fields = validated(cls, raw, f"{name}.")
         return fields
