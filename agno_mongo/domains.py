@@ -23,6 +23,7 @@ from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
 from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.contract.metrics import MetricsContract
+from agno_mongo.contract.schedules import ScheduleContract
 from agno_mongo.contract.service_accounts import ServiceAccountContract
 from agno_mongo.contract.sessions import SessionContract
 from agno_mongo.contract.traces import TraceContract
@@ -34,6 +35,7 @@ from agno_mongo.ops.knowledge import KNOWLEDGE_INDEXES
 from agno_mongo.ops.learnings import LEARNING_INDEXES
 from agno_mongo.ops.memories import MEMORY_INDEXES
 from agno_mongo.ops.metrics import METRICS_INDEXES
+from agno_mongo.ops.schedules import SCHEDULE_INDEXES, SCHEDULE_RUN_INDEXES
 from agno_mongo.ops.service_accounts import SERVICE_ACCOUNT_INDEXES
 from agno_mongo.ops.sessions import OVERFLOW_INDEXES, SESSION_INDEXES
 from agno_mongo.ops.traces import SPAN_INDEXES, TRACE_INDEXES
@@ -79,6 +81,8 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("transcripts", "transcripts_table_name", TRANSCRIPT_INDEXES, TranscriptContract),
     Domain("service_accounts", "service_accounts_table_name", SERVICE_ACCOUNT_INDEXES, ServiceAccountContract),
     Domain("auth_tokens", "auth_tokens_table_name", (), AuthTokenContract),
+    Domain("schedules", "schedules_table_name", SCHEDULE_INDEXES, ScheduleContract),
+    Domain("schedule_runs", "schedule_runs_table_name", SCHEDULE_RUN_INDEXES),
 )
 
 INDEXES: dict[str, list[IndexModel]] = {domain.role: list(domain.indexes) for domain in DOMAINS if domain.indexes}
