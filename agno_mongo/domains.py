@@ -17,6 +17,7 @@ from pymongo import IndexModel
 
 from agno_mongo.contract.approvals import ApprovalContract
 from agno_mongo.contract.auth_tokens import AuthTokenContract
+from agno_mongo.contract.authz import AuthzContract
 from agno_mongo.contract.compactions import CompactionContract
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.knowledge import KnowledgeContract
@@ -29,6 +30,7 @@ from agno_mongo.contract.sessions import SessionContract
 from agno_mongo.contract.traces import TraceContract
 from agno_mongo.contract.transcripts import TranscriptContract
 from agno_mongo.ops.approvals import APPROVAL_INDEXES
+from agno_mongo.ops.authz import EVENT_INDEXES, META_INDEXES, NAMES_INDEXES, USER_INDEXES
 from agno_mongo.ops.compactions import COMPACTION_INDEXES
 from agno_mongo.ops.evals import EVAL_INDEXES
 from agno_mongo.ops.knowledge import KNOWLEDGE_INDEXES
@@ -81,6 +83,11 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("transcripts", "transcripts_table_name", TRANSCRIPT_INDEXES, TranscriptContract),
     Domain("service_accounts", "service_accounts_table_name", SERVICE_ACCOUNT_INDEXES, ServiceAccountContract),
     Domain("auth_tokens", "auth_tokens_table_name", (), AuthTokenContract),
+    Domain("authz", "authz_policy_table_name", NAMES_INDEXES, AuthzContract),
+    Domain("authz_roles", "authz_roles_table_name", META_INDEXES),
+    Domain("authz_users", "authz_users_table_name", USER_INDEXES),
+    Domain("authz_audit", "authz_audit_table_name", EVENT_INDEXES),
+    Domain("authz_decisions", "authz_decisions_table_name", EVENT_INDEXES),
     Domain("schedules", "schedules_table_name", SCHEDULE_INDEXES, ScheduleContract),
     Domain("schedule_runs", "schedule_runs_table_name", SCHEDULE_RUN_INDEXES),
 )
