@@ -163,14 +163,18 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         """A client session for a transaction (see :class:`~agno_mongo.ops.command.Atomically`)."""
         return self.db_client.start_session()
 
-    def _execute(self, command: Command, session: Any = None) -> Any:
-        name = self._names[command.collection]
+    def _ensure_indexes(self, role: str) -> Any:
+        """The role's collection, its indexes created first (once per process)."""
+        name = self._names[role]
         collection = self.database[name]
         key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
-        if key not in _INDEXED and command.collection in INDEXES:
-            drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, command.collection)))
+        if key not in _INDEXED and role in INDEXES:
+            drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, role)))
             _INDEXED.add(key)
-        return drivers.send_sync(collection, command, session)
+        return collection
+
+    def _execute(self, command: Command, session: Any = None) -> Any:
+        return drivers.send_sync(self._ensure_indexes(command.collection), command, session)
 
     def close(self) -> None:
         """Close the client if this instance created it."""
@@ -288,14 +292,18 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         """A client session (PyMongo async) or a coroutine for one (Motor), for a transaction."""
         return self._client().start_session()
 
-    async def _execute(self, command: Command, session: Any = None) -> Any:
-        name = self._names[command.collection]
+    async def _ensure_indexes(self, role: str) -> Any:
+        """The role's collection, its indexes created first (once per process)."""
+        name = self._names[role]
         collection = self.database[name]
         key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
-        if key not in _INDEXED and command.collection in INDEXES:
-            await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, command.collection)))
+        if key not in _INDEXED and role in INDEXES:
+            await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, role)))
             _INDEXED.add(key)
-        return await drivers.send_async(collection, command, session)
+        return collection
+
+    async def _execute(self, command: Command, session: Any = None) -> Any:
+        return await drivers.send_async(await self._ensure_indexes(command.collection), command, session)
 
     async def close(self) -> None:
         """Close the clients this instance created (the running loop's now; others with their loop)."""

@@ -10,8 +10,9 @@ same. A command marked ``resend=False`` is sent once; if its connection breaks t
 :class:`~agno_mongo.ops.command.Atomically` step runs a sub-plan in one multi-document transaction,
 whose commands are sent once each with the session: the transaction as a whole is what is retried.
 
-The storage classes give the drivers two things: ``_execute(command, session)`` (send one command,
-``session`` ``None`` outside a transaction) and ``_start_session()``.
+The storage classes give the drivers three things: ``_execute(command, session)`` (send one command,
+``session`` ``None`` outside a transaction), ``_ensure_indexes(role)`` (called for an ``Atomically``
+step's roles before its transaction starts) and ``_start_session()``.
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ def run_sync(db: Any, plan: Plan[T], session: Any = None) -> T:
 
 def transact_sync(db: Any, step: Atomically) -> Any:
     """Run ``step``'s plan in one transaction, retried as ``with_transaction`` does."""
+    for role in step.roles:
+        db._ensure_indexes(role)
     with db._start_session() as session:
         try:
             return session.with_transaction(lambda session: run_sync(db, step.steps(), session))
@@ -209,6 +212,8 @@ async def transact_async(db: Any, step: Atomically) -> Any:
     in a context manager's exit, outside its own retry loop: a lost ``commitTransaction`` reply then
     reaches the caller as a network error although the commit may have applied.
     """
+    for role in step.roles:
+        await db._ensure_indexes(role)
     session = db._start_session()
     if inspect.isawaitable(session):  # Motor: start_session() is a coroutine
         session = await session

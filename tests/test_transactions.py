@@ -111,6 +111,27 @@ async def test_nested_transactions_are_one_and_a_pause_inside_is_refused(store: 
     assert "c" not in stored(store.raw)
 
 
+async def test_the_indexes_of_a_transactions_roles_are_built_before_it_starts(store: Store) -> None:
+    """An index build on a collection a transaction uses aborts it (MongoDB refuses createIndexes
+    on an existing collection inside one): the roles an ``Atomically`` step names get their indexes
+    first, outside the transaction, so the first use of a domain in a transaction commits."""
+
+    def steps() -> Plan[Any]:
+        yield insert("v1")  # the transaction starts here, before approvals is first used
+        return (yield Command("approvals", "insert_one", {"document": {"_id": "a1", "status": "pending"}}))
+
+    def outer() -> Plan[Any]:
+        return (yield Atomically(steps, "first use", roles=(ROLE, "approvals")))
+
+    await run(store.db, outer())
+    sent = list(zip(store.commands.names, store.commands.sent, strict=True))
+    build = next(i for i, (name, command) in enumerate(sent) if command.get(name) == "agno_approvals")
+    start = next(i for i, (_, command) in enumerate(sent) if command.get("startTransaction"))
+    assert sent[build][0] == "createIndexes" and "txnNumber" not in sent[build][1] and build < start
+    assert store.raw.agno_approvals.find_one({"_id": "a1"}) == {"_id": "a1", "status": "pending"}
+    assert "run_created" in store.raw.agno_approvals.index_information()
+
+
 @pytest.fixture(params=["pymongo", "pymongo-async", "motor"])
 def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
     """A store whose connection goes through a ReplyDroppingProxy, and a direct client for checking."""

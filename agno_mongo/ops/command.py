@@ -101,6 +101,9 @@ class Atomically:
 
     steps: Callable[[], Generator[Any, Any, Any]]
     what: str
+    roles: tuple[str, ...] = ()
+    """The collection roles the transaction may touch: the driver creates their indexes before it
+    starts, since an index build on a collection a transaction uses aborts that transaction."""
 
 
 Step = Command | Pause | Atomically

@@ -1,7 +1,8 @@
 """Test helpers: a MongoDB-compatible server to run against, and offline stand-ins for an LLM.
 
 ``mongodb_server()`` picks, in order: ``MONGODB_URI`` / ``MONGODB_URL`` from the environment; a testcontainers
-``mongo:7`` (or ``AGNO_MONGO_TEST_IMAGE``) when a Docker engine answers; else the embedded mongoeco server
+``mongo:7`` (or ``AGNO_MONGO_TEST_IMAGE``), started as a single-node replica set, when a Docker engine
+answers; else the embedded mongoeco server
 (``EmbeddedServer``, Python >= 3.13).
 Imports of submodules, docker, testcontainers and agno models happen on first use, so importing this package is cheap.
 """
@@ -117,15 +118,60 @@ def mongodb_server(*, path: str | os.PathLike[str] | None = None) -> Iterator[st
         yield server.url
 
 
+REPLICA_SET = "rs0"
+PRIMARY_TIMEOUT_SECONDS = 60.0
+
+
 def start_container(image: str = DOCKER_IMAGE) -> Any:
-    """Start a testcontainers MongoDB ``image``; the caller stops it. Raises if it cannot start."""
+    """Start a testcontainers MongoDB ``image`` as a single-node replica set; the caller stops it.
+
+    A replica set, not a standalone ``mongod``: agno-mongo's multi-document transactions (company,
+    components) need one, as they do in production. No root user is created (a replica set with
+    authentication would also need a key file). ``get_connection_url()`` connects directly to the
+    node. Raises if it cannot start or does not become primary within a minute.
+    """
     try:
         from testcontainers.community.mongodb import MongoDbContainer
     except ImportError:  # testcontainers < 4.14
         from testcontainers.mongodb import MongoDbContainer
-    container = MongoDbContainer(image)
+
+    class ReplicaSetContainer(MongoDbContainer):
+        def _configure(self) -> None:
+            """No MONGO_INITDB_ROOT_* variables: the node runs without authentication."""
+
+        def get_connection_url(self) -> str:
+            host, port = self.get_container_host_ip(), self.get_exposed_port(self.port)
+            return f"mongodb://{host}:{port}/?directConnection=true"
+
+    container = ReplicaSetContainer(image).with_command(f"--replSet {REPLICA_SET} --bind_ip_all")
     container.start()
+    try:
+        _initiate_replica_set(container.get_connection_url())
+    except BaseException:
+        container.stop()
+        raise
     return container
+
+
+def _initiate_replica_set(url: str) -> None:
+    """``replSetInitiate`` with this one node, then wait until it is a writable primary."""
+    import time
+
+    from pymongo import MongoClient
+
+    client: MongoClient[Any] = MongoClient(url, serverSelectionTimeoutMS=int(PRIMARY_TIMEOUT_SECONDS * 1000))
+    try:
+        members = [{"_id": 0, "host": "localhost:27017"}]  # the node's own address, inside the container
+        client.admin.command("replSetInitiate", {"_id": REPLICA_SET, "members": members})
+        deadline = time.monotonic() + PRIMARY_TIMEOUT_SECONDS
+        while not client.admin.command("hello").get("isWritablePrimary"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the replica set {REPLICA_SET} did not elect a primary in {PRIMARY_TIMEOUT_SECONDS} s"
+                )
+            time.sleep(0.2)
+    finally:
+        client.close()
 
 
 def _start_container() -> Any:
