@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from agno_mongo.db import DRIVER_INFO, MongoDb
+from agno_mongo.db import DRIVER_INFO, TTL_INDEX_NAME, MongoDb
 from agno_mongo.domains import INDEXES
 from agno_mongo.errors import InvalidInputError
 
@@ -902,8 +902,12 @@ def index_report(db: MongoDb) -> list[dict[str, Any]]:
     for role, models in INDEXES.items():
         name = db.collection_names[role]
         present: dict[str, dict[str, Any]] = {}
+        ttl_seconds = None
         if name in existing:
-            present = {index["name"]: plain_key(index["key"]) for index in db.database[name].list_indexes()}
+            for index in db.database[name].list_indexes():
+                present[index["name"]] = plain_key(index["key"])
+                if role == "sessions" and index["name"] == TTL_INDEX_NAME:
+                    ttl_seconds = index.get("expireAfterSeconds")
         indexes = []
         for model in models:
             spec = model.document
@@ -918,16 +922,19 @@ def index_report(db: MongoDb) -> list[dict[str, Any]]:
                 status = "ok"
             indexes.append({"name": spec["name"], "key": key, "status": status})
         expected = {model.document["name"] for model in models}
-        report.append(
-            {
-                "role": role,
-                "collection": name,
-                "exists": name in existing,
-                "documents": db.database[name].estimated_document_count() if name in existing else 0,
-                "indexes": indexes,
-                "extra": sorted(index for index in present if index not in expected and index != "_id_"),
-            }
-        )
+        if role == "sessions":
+            expected.add(TTL_INDEX_NAME)  # optional (session_ttl_seconds): reported as session_ttl_seconds
+        entry = {
+            "role": role,
+            "collection": name,
+            "exists": name in existing,
+            "documents": db.database[name].estimated_document_count() if name in existing else 0,
+            "indexes": indexes,
+            "extra": sorted(index for index in present if index not in expected and index != "_id_"),
+        }
+        if role == "sessions":
+            entry["session_ttl_seconds"] = int(ttl_seconds) if isinstance(ttl_seconds, int | float) else None
+        report.append(entry)
     return report
 
 
@@ -1351,14 +1358,23 @@ def doctor_command(
     db: DbOption = "agno",
     json_out: JsonOption = False,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="How many of the largest sessions to show.")] = 5,
+    create_indexes: Annotated[
+        bool,
+        typer.Option(
+            "--create-indexes",
+            help="First create every collection's missing indexes (a deploy-time step; the TTL index is left as is).",
+        ),
+    ] = False,
 ) -> None:
     """Server version and topology, indexes present vs expected, the largest session documents.
 
-    Exits 1 when something needs attention (a missing index on an existing collection, a session
-    document at 90% of the 16 MiB limit or more).
+    With --create-indexes, first creates the indexes agno-mongo declares (``MongoDb.create_indexes``),
+    then reports. Exits 1 when something needs attention (a missing index on an existing
+    collection, a session document at 90% of the 16 MiB limit or more).
     """
     with open_store(url, db) as store:
         server = server_report(store.db_client)
+        created = store.create_indexes() if create_indexes else None
         collections = index_report(store)
         try:
             largest: list[dict[str, Any]] | None = largest_sessions(store, top, server["max_bson_object_size"])
@@ -1369,6 +1385,7 @@ def doctor_command(
         "database": db,
         "server": server,
         "collections": collections,
+        "created_indexes": created,
         "largest_sessions": largest,
         "largest_sessions_error": size_error,
     }
@@ -1409,6 +1426,17 @@ def print_doctor(report: Mapping[str, Any]) -> None:
         for extra in collection["extra"]:
             table.add_row("", "", extra, "", Text("extra (not created by agno-mongo)", style="dim"))
     console.print(table)
+    if report.get("created_indexes") is not None:
+        count = sum(len(names) for names in report["created_indexes"].values())
+        console.print(
+            f"[green]Created or confirmed {count} indexes on {len(report['created_indexes'])} collections.[/]"
+        )
+    sessions = next((c for c in report["collections"] if c["role"] == "sessions"), None)
+    if sessions is not None and sessions["exists"]:
+        ttl = sessions.get("session_ttl_seconds")
+        console.print(
+            f"Session expiry ({TTL_INDEX_NAME}): " + ("off" if ttl is None else f"{ttl} s after the last write")
+        )
     largest = report["largest_sessions"]
     if largest is None:
         console.print(f"[yellow]largest sessions unavailable:[/] {report['largest_sessions_error']}", markup=True)

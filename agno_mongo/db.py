@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
+import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 from agno.db.base import AsyncBaseDb, BaseDb
 from agno.utils.string import generate_id
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, IndexModel, MongoClient
 from pymongo.driver_info import DriverInfo
+from pymongo.errors import OperationFailure
 
 from agno_mongo import drivers
 from agno_mongo.contract.checks import check_str, check_table_name
@@ -36,7 +40,19 @@ CURRENT_AGNO_SCHEMA = "3.0.0"
 the current layout, so agno's MigrationManager has nothing to migrate."""
 
 _INDEXED: set[tuple[str, str, str, int | None]] = set()
-"""(server, database, collection, ttl) whose indexes this process has created: once per process."""
+"""(server, database, collection, ttl) whose indexes this process has created: once per process.
+``ttl`` is the instance's ``session_ttl_seconds`` on the sessions collection, ``None`` elsewhere."""
+
+LOG = logging.getLogger(__name__)
+
+TTL_INDEX_NAME: str = ttl_index(1).document["name"]
+"""The TTL index's name on the sessions collection (``ttl_touched_at``)."""
+MAX_TTL_SECONDS = 2**31 - 1
+"""The largest ``expireAfterSeconds`` MongoDB accepts (a 32-bit signed int)."""
+INDEX_CONFLICT_CODES = frozenset({85, 86})
+"""IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key exists with other options."""
+NOTHING_TO_DROP_CODES = frozenset({26, 27})
+"""NamespaceNotFound, IndexNotFound: dropping the TTL index found nothing to drop."""
 
 _B = drivers.blocking
 _A = drivers.awaiting
@@ -61,6 +77,7 @@ class _Settings:
     db_url: str | None
     max_runs_bytes: int
     session_ttl_seconds: int | None
+    create_indexes_on_first_use: bool
     _server_key: str
     _names: dict[str, str]
     _run_hints: RunHints
@@ -84,6 +101,9 @@ def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any])
     db._run_hints = RunHints()
     db.max_runs_bytes = _check_budget(options["max_runs_bytes"])
     db.session_ttl_seconds = _check_ttl(options["session_ttl_seconds"])
+    if not isinstance(options["create_indexes_on_first_use"], bool):
+        raise InvalidInputError("create_indexes_on_first_use", "must be True or False")
+    db.create_indexes_on_first_use = options["create_indexes_on_first_use"]
 
 
 def _check_budget(max_runs_bytes: object) -> int:
@@ -96,18 +116,152 @@ def _check_budget(max_runs_bytes: object) -> int:
 
 
 def _check_ttl(seconds: object) -> int | None:
+    """``None`` or whole seconds from 1 to :data:`MAX_TTL_SECONDS` (a bool is not a number here)."""
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
-        raise InvalidInputError("session_ttl_seconds", "must be a positive number of seconds or None")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_TTL_SECONDS:
+        raise InvalidInputError("session_ttl_seconds", f"must be whole seconds from 1 to {MAX_TTL_SECONDS}, or None")
     return seconds
 
 
-def _indexes(db: MongoDb | AsyncMongoDb, role: str) -> list[Any]:
-    """The indexes a collection role needs on this instance: the static set, plus the TTL index."""
-    if role == "sessions" and db.session_ttl_seconds is not None:
-        return [*INDEXES[role], ttl_index(db.session_ttl_seconds)]
-    return INDEXES[role]
+# --- indexes -----------------------------------------------------------------------------------
+# Index work is a tiny plan too (steps sent, answers or errors thrown back), so the same decisions
+# run on the sync and async clients. It is not a contract plan: collMod is a database command.
+
+
+@dataclass(frozen=True)
+class _IndexStep:
+    """One index command on a collection: ``create`` (createIndexes of ``models``), ``ttl`` (collMod
+    of the TTL index to ``seconds``) or ``drop`` (dropIndexes of the TTL index)."""
+
+    op: str
+    models: tuple[IndexModel, ...] = ()
+    seconds: int = 0
+
+
+_IndexPlan = Generator[_IndexStep, Any, None]
+
+
+def _conflict(error: OperationFailure) -> bool:
+    """The server refused an index because one with that name or key exists with other options
+    (the embedded server sends this refusal without a code for a key held under another name)."""
+    return error.code in INDEX_CONFLICT_CODES or (error.code is None and "Conflicting index" in str(error))
+
+
+def _index_plan(models: Sequence[IndexModel], ttl: int | None, *, strict: bool, where: str) -> _IndexPlan:
+    """Create ``models``; with ``ttl`` also the TTL index expiring after ``ttl`` seconds.
+
+    If the TTL index exists with another expiry, createIndexes is refused (IndexOptionsConflict):
+    the other indexes are then created alone and the TTL index changed in place with collMod. When
+    collMod fails too, ``strict`` raises; otherwise (indexes made on first use) a warning is logged
+    and the index keeps its expiry, so the user's call goes on: it never fails on every call.
+    """
+    if ttl is None:
+        if models:
+            yield _IndexStep("create", tuple(models))
+        return
+    try:
+        yield _IndexStep("create", (*models, ttl_index(ttl)))
+        return
+    except OperationFailure as error:
+        if not _conflict(error):
+            raise
+    if models:
+        yield _IndexStep("create", tuple(models))
+    try:
+        yield _IndexStep("ttl", seconds=ttl)
+    except OperationFailure as error:
+        if strict:
+            raise
+        LOG.warning(
+            "%s: index %s keeps its expireAfterSeconds: changing it to %d failed (%s); "
+            "call set_session_ttl(%d) with a user allowed to run collMod",
+            where,
+            TTL_INDEX_NAME,
+            ttl,
+            error,
+            ttl,
+        )
+
+
+def _ttl_plan(ttl: int | None, where: str) -> _IndexPlan:
+    """Set the TTL index to ``ttl`` seconds (created or changed with collMod); ``None`` drops it."""
+    if ttl is not None:
+        yield from _index_plan((), ttl, strict=True, where=where)
+        return
+    try:
+        yield _IndexStep("drop")
+    except OperationFailure as error:
+        if error.code not in NOTHING_TO_DROP_CODES:
+            raise
+
+
+def _role_plan(db: MongoDb | AsyncMongoDb, role: str, *, strict: bool) -> _IndexPlan:
+    """The indexes a collection role needs on this instance: the declared set, and on the sessions
+    collection the TTL index when ``session_ttl_seconds`` is set (an unset TTL leaves it as it is)."""
+    ttl = db.session_ttl_seconds if role == "sessions" else None
+    return _index_plan(INDEXES.get(role, ()), ttl, strict=strict, where=f"{db.db_name}.{db._names[role]}")
+
+
+def _index_key(db: MongoDb | AsyncMongoDb, role: str) -> tuple[str, str, str, int | None]:
+    return (db._server_key, db.db_name, db._names[role], db.session_ttl_seconds if role == "sessions" else None)
+
+
+def _index_names(db: MongoDb | AsyncMongoDb, role: str) -> list[str]:
+    names = [model.document["name"] for model in INDEXES.get(role, ())]
+    return [*names, TTL_INDEX_NAME] if role == "sessions" and db.session_ttl_seconds is not None else names
+
+
+def _ttl_command(collection: Any, seconds: int) -> dict[str, Any]:
+    return {"collMod": collection.name, "index": {"name": TTL_INDEX_NAME, "expireAfterSeconds": seconds}}
+
+
+def _index_step_sync(collection: Any, step: _IndexStep) -> Any:
+    if step.op == "create":
+        return collection.create_indexes(list(step.models))
+    if step.op == "ttl":
+        return collection.database.command(_ttl_command(collection, step.seconds))
+    return collection.drop_index(TTL_INDEX_NAME)
+
+
+async def _index_step_async(collection: Any, step: _IndexStep) -> Any:
+    if step.op == "create":
+        return await collection.create_indexes(list(step.models))
+    if step.op == "ttl":
+        return await collection.database.command(_ttl_command(collection, step.seconds))
+    return await collection.drop_index(TTL_INDEX_NAME)
+
+
+def _run_indexes_sync(collection: Any, plan: _IndexPlan) -> None:
+    """Drive an index plan on a PyMongo collection: each step resent after network errors (they
+    are idempotent), a refusal thrown into the plan."""
+    send: Callable[[Any], _IndexStep] = plan.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration:
+            return
+        try:
+            value, send = drivers.with_retries_sync(functools.partial(_index_step_sync, collection, step)), plan.send
+        except OperationFailure as error:
+            value, send = error, plan.throw
+
+
+async def _run_indexes_async(collection: Any, plan: _IndexPlan) -> None:
+    """Async twin of :func:`_run_indexes_sync` (PyMongo async or Motor)."""
+    send: Callable[[Any], _IndexStep] = plan.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration:
+            return
+        try:
+            value = await drivers.with_retries_async(functools.partial(_index_step_async, collection, step))
+            send = plan.send
+        except OperationFailure as error:
+            value, send = error, plan.throw
 
 
 def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:
@@ -149,7 +303,22 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         approvals_collection: str | None = None,
         auth_tokens_collection: str | None = None,
         service_accounts_collection: str | None = None,
+        create_indexes_on_first_use: bool = True,
     ) -> None:
+        """Check the arguments and name the collections; nothing is sent to the server yet.
+
+        ``session_ttl_seconds``: expire a session that many seconds after its last write (1 to
+        2147483647; MongoDB's TTL monitor deletes it, roughly once a minute). The TTL index is created
+        on the first use of the sessions collection, or changed with ``collMod`` if it exists with
+        another expiry (once per process). ``None`` (the default) leaves an existing TTL index alone:
+        a store built without a TTL (the CLI, the dashboard, a script) never switches a deployment's
+        expiry off. To stop expiry call :meth:`set_session_ttl` with ``None``.
+
+        ``create_indexes_on_first_use``: ``True`` (the default) creates a collection's indexes before
+        the first command on it, once per process. ``False`` never creates them lazily: run
+        :meth:`create_indexes` (or ``agno-mongo doctor --create-indexes``) at deploy time instead,
+        as you should for large existing collections, where a first request would wait for the builds.
+        """
         _configure(self, BaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self._owns_client = db_client is None
         self.db_client: MongoClient[Any] = db_client or MongoClient(db_url, driver=DRIVER_INFO)
@@ -164,14 +333,35 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         return self.db_client.start_session()
 
     def _ensure_indexes(self, role: str) -> Any:
-        """The role's collection, its indexes created first (once per process)."""
-        name = self._names[role]
-        collection = self.database[name]
-        key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
-        if key not in _INDEXED and role in INDEXES:
-            drivers.with_retries_sync(lambda: collection.create_indexes(_indexes(self, role)))
-            _INDEXED.add(key)
+        """The role's collection, its indexes created first (once per process, unless turned off)."""
+        collection = self.database[self._names[role]]
+        if self.create_indexes_on_first_use and role in INDEXES and _index_key(self, role) not in _INDEXED:
+            _run_indexes_sync(collection, _role_plan(self, role, strict=False))
+            _INDEXED.add(_index_key(self, role))
         return collection
+
+    def create_indexes(self) -> dict[str, list[str]]:
+        """Create every collection's indexes now (and the TTL index if ``session_ttl_seconds`` is set).
+
+        For deployments onto large existing collections: run it once at deploy time rather than
+        making the first request wait for the builds. Existing indexes are left as they are; a
+        refusal (a conflicting index, missing rights) is raised. Returns index names per collection.
+        """
+        created: dict[str, list[str]] = {}
+        for role in INDEXES:
+            collection = self.database[self._names[role]]
+            _run_indexes_sync(collection, _role_plan(self, role, strict=True))
+            _INDEXED.add(_index_key(self, role))
+            created[collection.name] = _index_names(self, role)
+        return created
+
+    def set_session_ttl(self, seconds: int | None) -> None:
+        """Change session expiry now: whole seconds create the TTL index or change it with ``collMod``;
+        ``None`` drops it, and sessions stop expiring. Also this instance's ``session_ttl_seconds``."""
+        ttl = _check_ttl(seconds)
+        collection = self.database[self._names["sessions"]]
+        _run_indexes_sync(collection, _ttl_plan(ttl, f"{self.db_name}.{collection.name}"))
+        self.session_ttl_seconds = ttl
 
     def _execute(self, command: Command, session: Any = None) -> Any:
         return drivers.send_sync(self._ensure_indexes(command.collection), command, session)
@@ -263,7 +453,22 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         approvals_collection: str | None = None,
         auth_tokens_collection: str | None = None,
         service_accounts_collection: str | None = None,
+        create_indexes_on_first_use: bool = True,
     ) -> None:
+        """Check the arguments and name the collections; nothing is sent to the server yet.
+
+        ``session_ttl_seconds``: expire a session that many seconds after its last write (1 to
+        2147483647; MongoDB's TTL monitor deletes it, roughly once a minute). The TTL index is created
+        on the first use of the sessions collection, or changed with ``collMod`` if it exists with
+        another expiry (once per process). ``None`` (the default) leaves an existing TTL index alone:
+        a store built without a TTL (the CLI, the dashboard, a script) never switches a deployment's
+        expiry off. To stop expiry call :meth:`set_session_ttl` with ``None``.
+
+        ``create_indexes_on_first_use``: ``True`` (the default) creates a collection's indexes before
+        the first command on it, once per process. ``False`` never creates them lazily: run
+        :meth:`create_indexes` (or ``agno-mongo doctor --create-indexes``) at deploy time instead,
+        as you should for large existing collections, where a first request would wait for the builds.
+        """
         _configure(self, AsyncBaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self.db_client = db_client
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
@@ -293,14 +498,35 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         return self._client().start_session()
 
     async def _ensure_indexes(self, role: str) -> Any:
-        """The role's collection, its indexes created first (once per process)."""
-        name = self._names[role]
-        collection = self.database[name]
-        key = (self._server_key, self.db_name, name, self.session_ttl_seconds)
-        if key not in _INDEXED and role in INDEXES:
-            await drivers.with_retries_async(lambda: collection.create_indexes(_indexes(self, role)))
-            _INDEXED.add(key)
+        """The role's collection, its indexes created first (once per process, unless turned off)."""
+        collection = self.database[self._names[role]]
+        if self.create_indexes_on_first_use and role in INDEXES and _index_key(self, role) not in _INDEXED:
+            await _run_indexes_async(collection, _role_plan(self, role, strict=False))
+            _INDEXED.add(_index_key(self, role))
         return collection
+
+    async def create_indexes(self) -> dict[str, list[str]]:
+        """Create every collection's indexes now (and the TTL index if ``session_ttl_seconds`` is set).
+
+        For deployments onto large existing collections: run it once at deploy time rather than
+        making the first request wait for the builds. Existing indexes are left as they are; a
+        refusal (a conflicting index, missing rights) is raised. Returns index names per collection.
+        """
+        created: dict[str, list[str]] = {}
+        for role in INDEXES:
+            collection = self.database[self._names[role]]
+            await _run_indexes_async(collection, _role_plan(self, role, strict=True))
+            _INDEXED.add(_index_key(self, role))
+            created[collection.name] = _index_names(self, role)
+        return created
+
+    async def set_session_ttl(self, seconds: int | None) -> None:
+        """Change session expiry now: whole seconds create the TTL index or change it with ``collMod``;
+        ``None`` drops it, and sessions stop expiring. Also this instance's ``session_ttl_seconds``."""
+        ttl = _check_ttl(seconds)
+        collection = self.database[self._names["sessions"]]
+        await _run_indexes_async(collection, _ttl_plan(ttl, f"{self.db_name}.{collection.name}"))
+        self.session_ttl_seconds = ttl
 
     async def _execute(self, command: Command, session: Any = None) -> Any:
         return await drivers.send_async(await self._ensure_indexes(command.collection), command, session)
