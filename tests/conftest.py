@@ -9,13 +9,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient, monitoring
+from pymongo import AsyncMongoClient, MongoClient, monitoring, uri_parser
 
 from agno_mongo import AsyncMongoDb, InvalidInputError, MongoDb
+from agno_mongo.testing.faults import ReplyDroppingProxy
 from agno_mongo.testing.pytest_plugin import db_name, mongodb_url  # noqa: F401  (fixtures)
+
+pytest.register_assert_rewrite("tests.differential", "tests.plans")  # their asserts report like a test's
 
 FLAVOURS = ["pymongo", "pymongo-async", "motor"]
 
@@ -74,14 +78,26 @@ class Store:
         return isinstance(self.db, AsyncMongoDb)
 
 
-def make_db(flavour: str, url: str, name: str, commands: Commands) -> MongoDb | AsyncMongoDb:
+def make_db(
+    flavour: str, url: str, name: str, commands: Commands | None = None, **options: Any
+) -> MongoDb | AsyncMongoDb:
+    """A storage class on a client of ``flavour``; ``options`` go to the client, ``commands`` listens."""
+    if commands is not None:
+        options["event_listeners"] = [commands]
     if flavour == "pymongo":
-        return MongoDb(db_client=MongoClient(url, event_listeners=[commands]), db_name=name)
+        return MongoDb(db_client=MongoClient(url, **options), db_name=name)
     if flavour == "pymongo-async":
-        return AsyncMongoDb(db_client=AsyncMongoClient(url, event_listeners=[commands]), db_name=name)
+        return AsyncMongoDb(db_client=AsyncMongoClient(url, **options), db_name=name)
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    return AsyncMongoDb(db_client=AsyncIOMotorClient(url, event_listeners=[commands]), db_name=name)
+    return AsyncMongoDb(db_client=AsyncIOMotorClient(url, **options), db_name=name)
+
+
+async def close(db: MongoDb | AsyncMongoDb) -> None:
+    """Close the client under a storage class (awaited where the client's close is a coroutine)."""
+    closed = db.db_client.close()
+    if inspect.isawaitable(closed):
+        await closed
 
 
 @pytest.fixture(params=FLAVOURS)
@@ -91,10 +107,45 @@ async def store(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) 
     raw_client: MongoClient[Any] = MongoClient(mongodb_url)
     yield Store(db=db, commands=commands, raw=raw_client[db_name], flavour=request.param)
     raw_client.close()
-    client = db.db_client
-    closed = client.close()
-    if inspect.isawaitable(closed):
-        await closed
+    await close(db)
+
+
+@pytest.fixture(params=FLAVOURS)
+async def through(
+    request: pytest.FixtureRequest,
+    mongodb_url: str,  # noqa: F811
+    db_name: str,  # noqa: F811
+) -> AsyncIterator[SimpleNamespace]:
+    """A store whose connection goes through a :class:`ReplyDroppingProxy`, and direct ones for checking.
+
+    ``db``: the store of this flavour, on a client through ``proxy`` with ``retryWrites`` off (so a
+    dropped reply reaches the store's own handling, not the driver's retry). ``raw``: the pymongo
+    database on a direct connection. ``direct``: a sync ``MongoDb`` on that same direct connection.
+    A test that needs one flavour only asks for it: ``@pytest.mark.parametrize("through", ["pymongo"],
+    indirect=True)``.
+    """
+    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
+    with ReplyDroppingProxy(host, port) as proxy:
+        db = make_db(request.param, proxy.url(), db_name, retryWrites=False, serverSelectionTimeoutMS=5000)
+        direct: MongoClient[Any] = MongoClient(mongodb_url)
+        try:
+            yield SimpleNamespace(
+                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
+            )
+        finally:
+            direct.close()
+            await close(db)
+
+
+@pytest.fixture(params=["sync", "async"])
+def os_db(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> MongoDb | AsyncMongoDb:  # noqa: F811
+    """The store an AgentOS app and its agents share, on ``db_url`` (the async class then opens a
+    client per event loop, and AgentOS runs more than one)."""
+    return (
+        MongoDb(db_url=mongodb_url, db_name=db_name)
+        if request.param == "sync"
+        else AsyncMongoDb(db_url=mongodb_url, db_name=db_name)
+    )
 
 
 ORACLE_TABLES = (

@@ -32,3 +32,12 @@ def normalised(value: Any, *, ids: frozenset[str] = frozenset(), times: frozense
         return item
 
     return walk(value)
+
+
+def assert_same_answers(ours: list[Any], theirs: list[Any], *, times: frozenset[str] | None = None) -> None:
+    """Answer by answer, ours equals agno's: exactly, or with the values under ``times`` keys masked."""
+    assert len(ours) == len(theirs)
+    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
+        if times is not None:
+            mine, reference = normalised(mine, times=times), normalised(reference, times=times)
+        assert mine == reference, f"answer {index}"

@@ -58,16 +58,6 @@ def llm() -> Iterator[LocalOpenAIServer]:
         yield server
 
 
-@pytest.fixture(params=["sync", "async"])
-def db(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> MongoDb | AsyncMongoDb:
-    """The store AgentOS and the agent share (``db_url``: the async class opens a client per loop)."""
-    return (
-        MongoDb(db_url=mongodb_url, db_name=db_name)
-        if request.param == "sync"
-        else AsyncMongoDb(db_url=mongodb_url, db_name=db_name)
-    )
-
-
 @pytest.fixture
 def raw(mongodb_url: str, db_name: str) -> Iterator[Any]:
     client: MongoClient[Any] = MongoClient(mongodb_url)
@@ -116,10 +106,10 @@ def continue_run(client: TestClient, run_id: str, headers: Mapping[str, str] | N
 
 
 def test_a_paused_run_is_listed_resolved_once_and_continued(
-    db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
+    os_db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
 ) -> None:
     paid: list[tuple[int, str]] = []
-    with TestClient(build_app(db, llm, paid)) as client:
+    with TestClient(build_app(os_db, llm, paid)) as client:
         run_id = start_run(client)["run_id"]
         stored = raw.find_one({"run_id": run_id})
         assert stored is not None and (stored["status"], stored["approval_type"]) == ("pending", "required")
@@ -164,10 +154,10 @@ def test_a_paused_run_is_listed_resolved_once_and_continued(
 
 
 def test_concurrent_resolutions_over_http_have_one_winner(
-    db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
+    os_db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
 ) -> None:
     n = 8
-    with TestClient(build_app(db, llm, [])) as client:
+    with TestClient(build_app(os_db, llm, [])) as client:
         run_id = start_run(client)["run_id"]
         approval_id = raw.find_one({"run_id": run_id})["_id"]
         barrier = threading.Barrier(n)
@@ -240,10 +230,10 @@ def check_gate(
 
 
 def test_the_continue_gate_holds_a_non_admin_until_an_admin_approves(
-    db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
+    os_db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
 ) -> None:
     paid: list[tuple[int, str]] = []
-    app = build_app(db, llm, paid)
+    app = build_app(os_db, llm, paid)
     app.add_middleware(StandInAuth)
     with TestClient(app) as client:
         no_run_scope = stand_in("alice", ["agents:read"])
@@ -260,7 +250,7 @@ def test_the_continue_gate_holds_a_non_admin_until_an_admin_approves(
 
 
 def test_the_continue_gate_with_agentos_jwt_authorization(
-    db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
+    os_db: MongoDb | AsyncMongoDb, llm: LocalOpenAIServer, raw: Any
 ) -> None:
     """``AgentOS(authorization=True)`` with HS256 JWTs: nothing beyond the approvals methods is needed
     from the store (the default scope provider decides). Needs PyJWT, which agno's JWT middleware imports."""
@@ -275,7 +265,7 @@ def test_the_continue_gate_with_agentos_jwt_authorization(
 
     paid: list[tuple[int, str]] = []
     config = AuthorizationConfig(verification_keys=[secret], algorithm="HS256")
-    with TestClient(build_app(db, llm, paid, authorization=True, authorization_config=config)) as client:
+    with TestClient(build_app(os_db, llm, paid, authorization=True, authorization_config=config)) as client:
         user, admin = bearer("alice", USER_SCOPES), bearer("root", ["agent_os:admin"])
         assert client.get("/approvals").status_code == 401  # no token, no listing
         listed = client.get("/approvals", headers=user)
@@ -292,13 +282,13 @@ def test_the_continue_gate_with_agentos_jwt_authorization(
         assert stored["resolved_by"] == "root"  # AgentOS records the token's subject, not the body's
 
 
-async def test_agnos_gate_function_reads_our_store(db: MongoDb | AsyncMongoDb) -> None:
+async def test_agnos_gate_function_reads_our_store(os_db: MongoDb | AsyncMongoDb) -> None:
     """``run_continuation_blocked_reason`` (shared by the REST, WebSocket, AG-UI and MCP continue paths)
     on our store: a pending required approval blocks a non-admin, not an admin; a resolved one, an audit
     record or another run's approval blocks nobody."""
 
     async def maybe(result: Any) -> Any:
-        return await result if isinstance(db, AsyncMongoDb) else result
+        return await result if isinstance(os_db, AsyncMongoDb) else result
 
     def record(approval_id: str, run_id: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -314,14 +304,14 @@ async def test_agnos_gate_function_reads_our_store(db: MongoDb | AsyncMongoDb) -
         }
 
     async def reason(run_id: str, scopes: list[str]) -> str | None:
-        return await run_continuation_blocked_reason(db, run_id, authorization_enabled=True, user_scopes=scopes)
+        return await run_continuation_blocked_reason(os_db, run_id, authorization_enabled=True, user_scopes=scopes)
 
-    await maybe(db.create_approval(record("A", "r1")))
-    await maybe(db.create_approval(record("B", "r2", approval_type="audit")))
-    await maybe(db.create_approval(record("C", "r3", status="approved")))
+    await maybe(os_db.create_approval(record("A", "r1")))
+    await maybe(os_db.create_approval(record("B", "r2", approval_type="audit")))
+    await maybe(os_db.create_approval(record("C", "r3", status="approved")))
     assert await reason("r1", USER_SCOPES) == GATE_REFUSAL
     assert await reason("r1", ["approvals:write"]) is None
     assert await reason("r2", USER_SCOPES) is None and await reason("r3", USER_SCOPES) is None
     assert await reason("r4", USER_SCOPES) is None
-    assert await maybe(db.update_approval("A", expected_status="pending", status="approved")) is not None
+    assert await maybe(os_db.update_approval("A", expected_status="pending", status="approved")) is not None
     assert await reason("r1", USER_SCOPES) is None

@@ -22,15 +22,6 @@ from agno_mongo.testing import OfflineStandInModel
 NIGHTLY = {"name": "nightly", "cron_expr": "0 3 * * *", "endpoint": "/agents/helper/runs", "payload": {"message": "hi"}}
 
 
-@pytest.fixture(params=["sync", "async"])
-def db(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> MongoDb | AsyncMongoDb:
-    return (
-        MongoDb(db_url=mongodb_url, db_name=db_name)
-        if request.param == "sync"
-        else AsyncMongoDb(db_url=mongodb_url, db_name=db_name)
-    )
-
-
 @pytest.fixture
 def raw(mongodb_url: str, db_name: str) -> Iterator[Any]:
     client: MongoClient[Any] = MongoClient(mongodb_url)
@@ -39,10 +30,10 @@ def raw(mongodb_url: str, db_name: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def client(db: MongoDb | AsyncMongoDb) -> Iterator[TestClient]:
-    agent = Agent(id="helper", name="Helper", model=OfflineStandInModel(), db=db)
+def client(os_db: MongoDb | AsyncMongoDb) -> Iterator[TestClient]:
+    agent = Agent(id="helper", name="Helper", model=OfflineStandInModel(), db=os_db)
     app = AgentOS(
-        id="schedules-os", agents=[agent], db=db, telemetry=False, scheduler=True, scheduler_poll_interval=1
+        id="schedules-os", agents=[agent], db=os_db, telemetry=False, scheduler=True, scheduler_poll_interval=1
     ).get_app()
     with TestClient(app) as test_client:  # runs the lifespan: the scheduler's poller starts
         yield test_client

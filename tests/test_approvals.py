@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -20,17 +19,16 @@ import pytest
 from agno.os.auth import run_continuation_blocked_reason
 from agno.os.routers.approvals.schema import ApprovalResponse
 from agno.run.base import RunStatus
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import approvals as ops
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import ReplyLost
 from agno_mongo.schema.approvals import COLUMNS
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
-from tests.differential import normalised
+from tests.differential import assert_same_answers, normalised
+from tests.plans import drive, lost
 
 UPDATED = frozenset({"updated_at"})
 """Only ``updated_at`` is stamped by the store itself; every other time in these scenarios is given."""
@@ -162,9 +160,7 @@ async def play(db: Any) -> list[Any]:
 async def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = await play(store.db)
     theirs = await play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert normalised(mine, times=UPDATED) == normalised(reference, times=UPDATED), f"answer {index}"
+    assert_same_answers(ours, theirs, times=UPDATED)
 
 
 async def test_rows_have_agnos_keys_and_types_and_feed_the_router_schema(store: Store, oracle: Any) -> None:
@@ -375,30 +371,6 @@ async def test_listings_and_counts_are_served_by_an_index(store: Store) -> None:
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
-def lost(command: Command) -> ReplyLost:
-    return ReplyLost(command, OSError("connection reset"))
-
-
 def test_the_compare_and_set_is_one_non_resendable_command_with_a_token() -> None:
     plan = ops.update_approval_plan("A", "pending", {"status": "approved", "resolution_data": {"$x": 1}}, 77)
     commands, answer = drive(plan, [{"_id": "A", "status": "approved"}])
@@ -467,26 +439,6 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(
-                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
-            )
-        finally:
-            direct.close()
 
 
 def find_and_modify_of(approval_id: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -21,18 +20,18 @@ import httpx
 import pytest
 from agno.models.xai.oauth import XAITokenManager
 from agno.tools.google.auth.tokens import delete_token_from_db, save_token_to_db
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import auth_tokens as ops
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import ReplyLost
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.auth_tokens import AuthTokenFields, token_key
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
-from tests.differential import normalised
+from tests.differential import assert_same_answers, normalised
+from tests.plans import drive
 
 COLUMNS = ["id", "provider", "user_id", "service", "token_data", "granted_scopes", "created_at", "updated_at"]
 """agno's ``AUTH_TOKEN_TABLE_SCHEMA`` columns, in its order."""
@@ -111,9 +110,7 @@ async def play(db: Any) -> list[Any]:
 async def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = await play(store.db)
     theirs = await play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert mine == reference, f"answer {index}"
+    assert_same_answers(ours, theirs)
 
 
 async def test_rows_have_agnos_keys_and_types(store: Store, oracle: Any) -> None:
@@ -315,26 +312,6 @@ async def test_xai_sign_in_persists_refreshes_and_signs_out_on_our_store(
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
 def test_the_upsert_is_one_resendable_command_on_the_triples_id() -> None:
     fields = AuthTokenFields.from_dict(dict(XAI_USER))
     commands, answer = drive(ops.upsert_plan(fields, 77), [{"_id": "k"}])
@@ -376,24 +353,6 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(db=db, proxy=proxy, raw=direct[db_name])
-        finally:
-            direct.close()
 
 
 async def test_upserts_and_deletes_whose_replies_are_lost_answer_right(through: SimpleNamespace) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,13 +23,12 @@ import pytest
 from agno.db.base import AsyncBaseDb, BaseDb
 from agno.db.schemas.authz import AUTHZ_TABLE_SCHEMAS
 from agno.os.authz._db import supports_authz
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import authz as ops
-from agno_mongo.ops.command import Command, Pause, Plan
-from agno_mongo.testing.faults import ReplyDroppingProxy
+from tests import plans
 from tests.conftest import Store, assert_refused, call
 from tests.differential import normalised
 
@@ -491,27 +490,8 @@ async def test_agnos_not_null_columns_are_required_even_for_an_existing_row(stor
 
 # --- plans without a server ---------------------------------------------------------------------------------
 
-
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            if isinstance(answer, BaseException):
-                value, send = answer, plan.throw  # type: ignore[assignment]
-            else:
-                value, send = answer, plan.send
-    except StopIteration as stop:
-        return commands, stop.value
+# These plans' tests never asked a plan to use every answer it is given.
+drive = partial(plans.drive, use_every_answer=False)
 
 
 def test_every_authz_write_is_resendable() -> None:
@@ -696,24 +676,6 @@ def test_no_step_of_deleting_a_role_grants_more_than_before_or_after(mongodb_url
 
 
 # --- lost replies -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct client for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(db=db, proxy=proxy, raw=direct[db_name])
-        finally:
-            direct.close()
 
 
 def update_of(doc_id: str, key: str = "$push") -> Any:

@@ -29,17 +29,17 @@ from agno.db.sqlite import AsyncSqliteDb
 from agno.models.openai import OpenAIChat
 from agno.session import AgentSession
 from agno.utils import log as agno_log
-from pymongo import MongoClient, uri_parser
+from pymongo import MongoClient
 
-from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo import AsyncMongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import compactions as ops
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import ReplyLost
 from agno_mongo.schema.compactions import COLUMNS
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from agno_mongo.testing.openai_server import LocalOpenAIServer, tool_call
 from tests.conftest import Commands, Store, assert_refused, make_db
-from tests.differential import normalised
+from tests.differential import assert_same_answers
+from tests.plans import drive
 
 METHODS = (
     "upsert_compaction",
@@ -136,9 +136,7 @@ def play(db: Any) -> list[Any]:
 def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = play(store.db)
     theirs = play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert normalised(mine, times=frozenset()) == normalised(reference, times=frozenset()), f"answer {index}"
+    assert_same_answers(ours, theirs, times=frozenset())
 
 
 def test_rows_have_agnos_keys_types_and_feed_agnos_record(store: Store, oracle: Any) -> None:
@@ -363,23 +361,6 @@ async def test_an_agent_on_an_async_store_turns_compaction_off_as_on_agnos(
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
 def test_the_insert_is_resendable_and_the_delete_is_not() -> None:
     document = ops.stored_document({column: None for column in COLUMNS} | {"compaction_id": "A", "session_id": "s"})
     (insert,), _ = drive(ops.insert_plan(document), [SimpleNamespace(upserted_id="A")])
@@ -409,20 +390,7 @@ def test_the_literal_pattern_escapes_every_metacharacter() -> None:
 # --- lost replies on a real server -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def through(mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A MongoDb whose connection goes through a ReplyDroppingProxy, and a direct client for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        client: MongoClient[Any] = MongoClient(proxy.url(), retryWrites=False, serverSelectionTimeoutMS=5000)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(db=MongoDb(db_client=client, db_name=db_name), proxy=proxy, raw=direct[db_name])
-        finally:
-            client.close()
-            direct.close()
-
-
+@pytest.mark.parametrize("through", ["pymongo"], indirect=True)  # the sync class: these calls are not awaited
 def test_insert_and_delete_whose_replies_are_lost_answer_right(through: SimpleNamespace) -> None:
     db, proxy, raw = through.db, through.proxy, through.raw
     db.get_compactions_for_session("s1")  # indexes built before anything is armed

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from agno.db.utils import is_unique_violation
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 from pymongo.errors import AutoReconnect
 
 from agno_mongo import AsyncMongoDb, InvalidInputError, MongoDb
 from agno_mongo.contract.company import CompanyContract
 from agno_mongo.ops.command import ReplyLost
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
 from tests.differential import normalised
 
@@ -810,26 +808,6 @@ async def test_bad_input_is_refused_before_any_command(store: Store) -> None:
 
 
 # --- lost replies ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(
-                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
-            )
-        finally:
-            direct.close()
 
 
 def in_transaction(name: str, collection: str) -> Any:

@@ -6,36 +6,21 @@ with each possible answer. The integration tests run the same plans on real serv
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
 from agno_mongo.ops import runs, sessions
-from agno_mongo.ops.command import Command, Pause, Plan
 from agno_mongo.schema.codec import WRITE_TOKEN
+from tests import plans
 
 BUDGET = 10_000
 
-
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        return commands, stop.value
+# These plans' tests never asked a plan to use every answer it is given.
+drive = partial(plans.drive, use_every_answer=False)
 
 
 def matched(n: int) -> SimpleNamespace:

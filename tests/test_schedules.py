@@ -14,7 +14,6 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,17 +22,17 @@ from agno.db.schemas.scheduler import Schedule, ScheduleRun
 from agno.db.utils import is_unique_violation
 from agno.os.routers.schedules.schema import ScheduleResponse, ScheduleRunResponse
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import schedules as ops
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.schema.schedules import RUN_COLUMNS, SCHEDULE_COLUMNS
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
-from tests.differential import normalised
+from tests.differential import assert_same_answers
+from tests.plans import drive, lost
 
 STAMPED = frozenset({"updated_at", "locked_at"})
 """The times a store stamps itself (with its own clock); every other time in these scenarios is given."""
@@ -204,9 +203,7 @@ async def play(db: Any) -> list[Any]:
 async def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = await play(store.db)
     theirs = await play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert normalised(mine, times=STAMPED) == normalised(reference, times=STAMPED), f"answer {index}"
+    assert_same_answers(ours, theirs, times=STAMPED)
 
 
 async def test_rows_have_agnos_keys_and_types_and_feed_the_router_schema(store: Store, oracle: Any) -> None:
@@ -531,30 +528,6 @@ async def test_listings_and_the_claim_are_served_by_an_index(store: Store) -> No
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
-def lost(command: Command) -> ReplyLost:
-    return ReplyLost(command, OSError("connection reset"))
-
-
 def test_the_claim_is_one_non_resendable_find_and_modify_with_a_token() -> None:
     won = {"_id": "A", "locked_by": "w"}
     commands, answer = drive(ops.claim_plan("w", 1000, 300), [won])
@@ -643,26 +616,6 @@ def test_inserts_know_their_own_token_after_a_lost_reply() -> None:
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(
-                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
-            )
-        finally:
-            direct.close()
 
 
 def on_schedules(name: str) -> Any:

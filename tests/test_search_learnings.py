@@ -13,21 +13,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
 from sqlalchemy import text
 
-from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Command
 from agno_mongo.schema.learnings import SEARCH_TEXT, search_text
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
 from tests.differential import normalised
 
@@ -293,24 +289,6 @@ async def test_agnos_entity_memory_searches_on_the_server(store: Store) -> None:
     assert [entity.name for entity in found] == ["Sarah Chen"]
     assert "aggregate" in store.commands.names and not memory._degraded_search_logged
     assert [entity.name for entity in await call(search("milestone 54"))] == ["Project 54"]
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct client for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(db=db, proxy=proxy, raw=direct[db_name])
-        finally:
-            direct.close()
 
 
 async def test_a_backfill_whose_reply_is_lost_is_sent_again_harmlessly(through: SimpleNamespace) -> None:

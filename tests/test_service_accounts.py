@@ -26,17 +26,18 @@ from agno.os.routers.service_accounts.schema import ServiceAccountResponse
 from agno.os.service_accounts import ServiceAccountVerifier, VerificationStatus, hash_token
 from agno.os.settings import AgnoAPISettings
 from fastapi.testclient import TestClient
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 from sqlalchemy.exc import IntegrityError
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import service_accounts as ops
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import Command, ReplyLost
 from agno_mongo.schema.service_accounts import ServiceAccountFields
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
+from tests.differential import assert_same_answers
+from tests.plans import drive, lost
 
 COLUMNS = [
     "id",
@@ -197,9 +198,7 @@ async def play(db: Any) -> list[Any]:
 async def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = await play(store.db)
     theirs = await play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert mine == reference, f"answer {index}"  # every time in these accounts is given: nothing to mask
+    assert_same_answers(ours, theirs)  # every time in these accounts is given: nothing to mask
     assert ("refused", True, True) in ours
 
 
@@ -415,30 +414,6 @@ async def test_the_verifier_accepts_revokes_and_expires_on_our_store(store: Stor
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
-def lost(command: Command) -> ReplyLost:
-    return ReplyLost(command, OSError("connection reset"))
-
-
 def test_create_is_an_insert_only_upsert_that_knows_its_own_token() -> None:
     fields = ServiceAccountFields.from_dict(dict(A))
     commands, answer = drive(ops.create_plan(fields), [None])
@@ -501,26 +476,6 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
 # --- lost replies on a real server -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(
-                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
-            )
-        finally:
-            direct.close()
-
-
 def find_and_modify_of(account_id: str) -> Any:
     return lambda name, command: name == "findAndModify" and command.get("query", {}).get("_id") == account_id
 
@@ -561,16 +516,6 @@ async def test_updates_and_deletes_whose_replies_are_lost_answer_right(through: 
 
 
 ROOT = {"Authorization": "Bearer root-key"}
-
-
-@pytest.fixture(params=["sync", "async"])
-def os_db(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> MongoDb | AsyncMongoDb:
-    """The store AgentOS uses (``db_url``: the async class opens a client per event loop)."""
-    return (
-        MongoDb(db_url=mongodb_url, db_name=db_name)
-        if request.param == "sync"
-        else AsyncMongoDb(db_url=mongodb_url, db_name=db_name)
-    )
 
 
 @pytest.fixture

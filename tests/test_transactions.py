@@ -9,18 +9,15 @@ on all three clients against the real wire server, and through a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo import AsyncMongoDb, MongoDb, ReplicaSetRequiredError
 from agno_mongo.drivers import run_async, run_sync
 from agno_mongo.ops.command import Atomically, Command, Pause, Plan
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store
 
 ROLE = "versions"  # any registered role will do; its collection is "agno_schema_versions"
@@ -130,28 +127,6 @@ async def test_the_indexes_of_a_transactions_roles_are_built_before_it_starts(st
     assert sent[build][0] == "createIndexes" and "txnNumber" not in sent[build][1] and build < start
     assert store.raw.agno_approvals.find_one({"_id": "a1"}) == {"_id": "a1", "status": "pending"}
     assert "run_created" in store.raw.agno_approvals.index_information()
-
-
-@pytest.fixture(params=["pymongo", "pymongo-async", "motor"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct client for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "pymongo":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        elif request.param == "pymongo-async":
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            from motor.motor_asyncio import AsyncIOMotorClient
-
-            db = AsyncMongoDb(db_client=AsyncIOMotorClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(db=db, proxy=proxy, raw=direct[db_name])
-        finally:
-            direct.close()
 
 
 def in_transaction(name: str) -> Any:

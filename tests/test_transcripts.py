@@ -26,18 +26,18 @@ from agno.agents.claude.session_store import AgnoSessionStore
 from agno.db.base import AsyncBaseDb, BaseDb
 from agno.session import AgentSession
 from bson import ObjectId
-from pymongo import AsyncMongoClient, MongoClient, uri_parser
+from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo import MongoDb
 from agno_mongo.contract.transcripts import TranscriptContract
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError, WriteContentionError
 from agno_mongo.ops import transcripts as ops
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Pause, Plan
 from agno_mongo.schema.transcripts import MAX_DOCUMENT_BYTES, TranscriptKey, prepare_entries
-from agno_mongo.testing.faults import ReplyDroppingProxy
 from tests.conftest import Store, assert_refused, call
-from tests.differential import normalised
+from tests.differential import assert_same_answers, normalised
+from tests.plans import drive, lost
 
 F, P = "claude-agent-sdk", "proj"
 MTIME = frozenset({"mtime"})
@@ -114,9 +114,7 @@ async def play(db: Any) -> list[Any]:
 async def test_every_method_answers_as_agnos_sqlite(store: Store, oracle: Any) -> None:
     ours = await play(store.db)
     theirs = await play(oracle)
-    assert len(ours) == len(theirs)
-    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert normalised(mine, times=MTIME) == normalised(reference, times=MTIME), f"answer {index}"
+    assert_same_answers(ours, theirs, times=MTIME)
 
 
 async def test_mtime_is_the_newest_appends_epoch_milliseconds(store: Store, oracle: Any) -> None:
@@ -468,37 +466,11 @@ def test_two_appends_interleaved_at_every_step_equal_a_serial_order(
 # --- plans without a server --------------------------------------------------------------------------------
 
 
-def drive(plan: Plan[Any], answers: list[Any]) -> tuple[list[Command], Any]:
-    """Feed ``answers`` (values, or exceptions to throw) to a plan; return its commands and result."""
-    commands: list[Command] = []
-    value: Any = None
-    send = plan.send
-    try:
-        while True:
-            step = send(value)
-            if isinstance(step, Pause):
-                value, send = None, plan.send
-                continue
-            assert isinstance(step, Command)
-            commands.append(step)
-            answer = answers.pop(0)
-            if callable(answer):
-                answer = answer(step)
-            value, send = (answer, plan.throw) if isinstance(answer, Exception) else (answer, plan.send)
-    except StopIteration as stop:
-        assert answers == [], "the plan stopped before using every answer"
-        return commands, stop.value
-
-
 KEY = TranscriptKey(F, P, "s1", "")
 
 
 def append(entries: list[dict[str, Any]]) -> Plan[None]:
     return ops.append_plan(KEY, prepare_entries(entries), "ag", 1000)
-
-
-def lost(command: Command) -> ReplyLost:
-    return ReplyLost(command, OSError("connection reset"))
 
 
 def test_an_append_reads_the_end_then_inserts_after_it_once() -> None:
@@ -569,26 +541,6 @@ def test_an_entry_that_cannot_fit_is_refused_before_the_first_command() -> None:
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-def through(request: pytest.FixtureRequest, mongodb_url: str, db_name: str) -> Iterator[SimpleNamespace]:
-    """A store whose connection goes through a ReplyDroppingProxy, and a direct one for checking."""
-    host, port = uri_parser.parse_uri(mongodb_url)["nodelist"][0]
-    with ReplyDroppingProxy(host, port) as proxy:
-        options: dict[str, Any] = {"retryWrites": False, "serverSelectionTimeoutMS": 5000}
-        db: MongoDb | AsyncMongoDb
-        if request.param == "sync":
-            db = MongoDb(db_client=MongoClient(proxy.url(), **options), db_name=db_name)
-        else:
-            db = AsyncMongoDb(db_client=AsyncMongoClient(proxy.url(), **options), db_name=db_name)
-        direct: MongoClient[Any] = MongoClient(mongodb_url)
-        try:
-            yield SimpleNamespace(
-                db=db, proxy=proxy, raw=direct[db_name], direct=MongoDb(db_client=direct, db_name=db_name)
-            )
-        finally:
-            direct.close()
 
 
 def transcript_insert(name: str, command: dict[str, Any]) -> bool:
