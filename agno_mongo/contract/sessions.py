@@ -229,12 +229,17 @@ class SessionContract:
         user_id: str | None = None,
         deserialize: bool | None = True,
     ) -> Plan[Any]:
-        """Set ``session_data.session_name`` in one command and return the renamed session."""
+        """Set ``session_data.session_name`` in one command and return the renamed session.
+
+        A name that would push the session's fields past their cap (so its runs would no longer fit
+        in one 16 MiB document) is refused with :class:`~agno_mongo.errors.InvalidInputError`
+        naming ``session_name``; nothing is changed.
+        """
         check_id("session_id", session_id)
         check_owner("user_id", user_id)
         kind = check_session_type(session_type)
         name = check_str("session_name", session_name)
-        document = yield ops.rename_session(session_id, user_id, kind, name, now())
+        document = yield from ops.rename_session_plan(session_id, user_id, kind, name, now())
         if document is not None and document.get("spilled"):
             document = yield from ops.whole_session({"_id": session_id, **ops.scope_filter(user_id)})
         return None if document is None else session_out(document, kind, deserialize)
@@ -401,6 +406,6 @@ class SessionContract:
         check_str("reason", reason)
         check_choice("expected_status", expected_status, {"PENDING", "RUNNING"})
         changed = yield from run_ops.cancel_pending_run_plan(
-            session_id, run_id, user_id, reason, expected_status, now()
+            session_id, run_id, user_id, reason, expected_status, now(), budget=self.max_runs_bytes
         )
         return changed

@@ -34,9 +34,16 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import UpdateMany
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.errors import RunTooLargeError, SessionFullError, SessionOwnershipError, WriteContentionError
+from agno_mongo.errors import (
+    InvalidInputError,
+    RunTooLargeError,
+    SessionFullError,
+    SessionOwnershipError,
+    WriteContentionError,
+)
 from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
 from agno_mongo.ops.sessions import (
+    DEFAULT_RUNS_BUDGET,
     OVERFLOW,
     SESSIONS,
     TOUCHED_AT,
@@ -570,32 +577,56 @@ def runs_plan(
     return rows, counted[0]["n"] if counted else 0
 
 
+MAX_REASON_BYTES = 64 * 1024
+"""The largest cancellation reason: it becomes the run's content, inside the session document."""
+CANCEL_HEADROOM = 512 * 1024
+"""How far past the runs budget a cancellation that writes its reason may take ``runs_bytes`` (the
+next run write then spills); the 16 MiB limit leaves about 1 MiB beside the budget and the fields."""
+
+
 def cancel_pending_run_plan(
-    session_id: str, run_id: str, user_id: str | None, reason: str, expected_status: str, now: int
+    session_id: str,
+    run_id: str,
+    user_id: str | None,
+    reason: str,
+    expected_status: str,
+    now: int,
+    *,
+    budget: int = DEFAULT_RUNS_BUDGET,
 ) -> Plan[bool]:
     """Cancel a run only while it is still ``expected_status``: conditional, atomic updates.
 
     The reason becomes the run's content when the run has none yet; otherwise only the status
     changes. Each update gives the run a new write token (a spill that copied the old version then
     misses) and stamps the session, so a lost reply is answered by a read, not by a guess.
+
+    Sized: a reason over :data:`MAX_REASON_BYTES` is refused before anything is sent; writing it
+    adds its bytes to ``runs_bytes`` and is guarded to stay within the budget plus
+    :data:`CANCEL_HEADROOM`. A session past that is cancelled by the status-only update (the answer
+    stays exact; the content stays empty).
     """
+    reason_bytes = len(bson.encode({"content": reason}))
+    if reason_bytes > MAX_REASON_BYTES:
+        raise InvalidInputError("reason", f"takes {reason_bytes} bytes; at most {MAX_REASON_BYTES} are stored")
     base = {"_id": session_id, **owner_filter(user_id)}
     empty_content = {"run_id": run_id, "status": expected_status, "content": {"$in": [None, ""]}}
-    for match, changes in (
-        (empty_content, {"runs.$.status": "CANCELLED", "runs.$.content": reason}),
-        ({"run_id": run_id, "status": expected_status}, {"runs.$.status": "CANCELLED"}),
+    for match, changes, grows in (
+        (empty_content, {"runs.$.status": "CANCELLED", "runs.$.content": reason}, reason_bytes),
+        ({"run_id": run_id, "status": expected_status}, {"runs.$.status": "CANCELLED"}, 0),
     ):
         token = new_token()
+        update: dict[str, Any] = {
+            "$set": {**changes, f"runs.$.{WRITE_TOKEN}": new_token(), "updated_at": now},
+            "$push": {"_ops": {"$each": [token], "$slice": -8}},
+        }
+        sized: dict[str, Any] = {}
+        if grows:
+            update["$inc"] = {"runs_bytes": grows}
+            sized = fits(budget + CANCEL_HEADROOM, grows)
         command = Command(
             SESSIONS,
             "update_one",
-            {
-                "filter": {**base, "runs": {"$elemMatch": match}},
-                "update": {
-                    "$set": {**changes, f"runs.$.{WRITE_TOKEN}": new_token(), "updated_at": now},
-                    "$push": {"_ops": {"$each": [token], "$slice": -8}},
-                },
-            },
+            {"filter": {**base, "runs": {"$elemMatch": match}, **sized}, "update": update},
             resend=False,
         )
         result = yield from stamped(command, token, {"_id": session_id, "_ops": token})

@@ -15,10 +15,11 @@ import re
 import secrets
 from typing import Any
 
+import bson
 from agno.db.utils import HISTORY_SKIP_STATUSES
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
-from agno_mongo.errors import AgnoMongoError
+from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
@@ -387,24 +388,91 @@ def page_of(
     return documents, total
 
 
+FIELDS_BOOKKEEPING_BYTES = 16 * 1024
+"""What a session document holds beside its fields and runs (id, timestamps, ``_ops`` tokens,
+counters). The size guard of a rename counts them with the fields, so it allows this much more
+than :data:`MAX_FIELDS_BYTES`; the 16 MiB limit still leaves about 1 MiB of headroom."""
+
+
+def renamed_data(session_name: str) -> dict[str, Any]:
+    """Aggregation expression: the stored ``session_data`` (null is fine) with the new name."""
+    return {"$mergeObjects": [{"$ifNull": ["$session_data", {}]}, {"session_name": {"$literal": session_name}}]}
+
+
+def renamed_fields_bytes(session_name: str) -> dict[str, Any]:
+    """Aggregation expression: BSON size of the session once renamed, without its runs and overflow
+    index (those have their own budget, ``max_runs_bytes``)."""
+    without_runs = {"runs": {"$literal": []}, "spilled": {"$literal": []}, "session_data": renamed_data(session_name)}
+    return {"$bsonSize": {"$mergeObjects": ["$$ROOT", without_runs]}}
+
+
 def rename_session(
     session_id: str, user_id: str | None, session_type: str | None, session_name: str, now: int
 ) -> Command:
-    """One ``findAndModify`` with a pipeline update, so a null ``session_data`` is fine too."""
+    """One ``findAndModify`` with a pipeline update, so a null ``session_data`` is fine too.
+
+    Guarded on size: it matches only if the renamed session's fields stay within
+    :data:`MAX_FIELDS_BYTES` (plus bookkeeping), the rule ``upsert_session`` applies to its fields,
+    so the runs budget still fits in a 16 MiB document. A refused rename writes nothing.
+    """
     query: dict[str, Any] = {"_id": session_id, **scope_filter(user_id)}
     if session_type is not None:
         query["session_type"] = session_type
-    merged = {"$mergeObjects": [{"$ifNull": ["$session_data", {}]}, {"session_name": {"$literal": session_name}}]}
+    limit = MAX_FIELDS_BYTES + FIELDS_BOOKKEEPING_BYTES
     return Command(
         SESSIONS,
         "find_one_and_update",
         {
-            "filter": query,
-            "update": [{"$set": {"session_data": merged, "updated_at": {"$literal": now}}}],
+            "filter": {**query, "$expr": {"$lte": [renamed_fields_bytes(session_name), limit]}},
+            "update": [{"$set": {"session_data": renamed_data(session_name), "updated_at": {"$literal": now}}}],
             "return_document": ReturnDocument.AFTER,
             "projection": INTERNAL,
         },
     )
+
+
+RENAME_ROUNDS = 4
+"""Sends of a rename whose guard missed while the session, read again, fits (it was created or
+shrunk in between) before :class:`~agno_mongo.errors.WriteContentionError`."""
+
+
+def rename_session_plan(
+    session_id: str, user_id: str | None, session_type: str | None, session_name: str, now: int
+) -> Plan[dict[str, Any] | None]:
+    """Rename a session; ``None`` if there is none (in the caller's scope).
+
+    One command when it lands. A name that alone exceeds :data:`MAX_FIELDS_BYTES` is refused before
+    anything is sent; a miss is told apart by one read of the would-be size: no session (``None``),
+    too big (:class:`~agno_mongo.errors.InvalidInputError` naming ``session_name``, nothing
+    written), or it fits now (a race: send again).
+    """
+    name_bytes = len(bson.encode({"session_name": session_name}))
+    if name_bytes > MAX_FIELDS_BYTES:
+        raise InvalidInputError(
+            "session_name", f"takes {name_bytes} bytes; a session's fields hold at most {MAX_FIELDS_BYTES}"
+        )
+    command = rename_session(session_id, user_id, session_type, session_name, now)
+    limit = MAX_FIELDS_BYTES + FIELDS_BOOKKEEPING_BYTES
+    for _ in range(RENAME_ROUNDS):
+        document: dict[str, Any] | None = yield command
+        if document is not None:
+            return document
+        query = {key: value for key, value in command.kwargs["filter"].items() if key != "$expr"}
+        sized: list[dict[str, Any]] = yield Command(
+            SESSIONS,
+            "aggregate",
+            {"pipeline": [{"$match": query}, {"$project": {"_id": 1, "size": renamed_fields_bytes(session_name)}}]},
+        )
+        if not sized:
+            return None
+        size = int(sized[0]["size"])
+        if size > limit:
+            raise InvalidInputError(
+                "session_name",
+                f"renaming session {session_id!r} would make its fields {size} bytes; at most {limit} fit "
+                "beside its runs in one 16 MiB document (nothing was changed)",
+            )
+    raise WriteContentionError(f"session {session_id!r}: the rename kept missing while the session fits; not renamed")
 
 
 def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[int, list[str]]]:
