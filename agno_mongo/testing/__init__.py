@@ -125,8 +125,8 @@ PRIMARY_TIMEOUT_SECONDS = 60.0
 def start_container(image: str = DOCKER_IMAGE) -> Any:
     """Start a testcontainers MongoDB ``image`` as a single-node replica set; the caller stops it.
 
-    A replica set, not a standalone ``mongod``: agno-mongo's multi-document transactions (company,
-    components) need one, as they do in production. No root user is created (a replica set with
+    A replica set, not a standalone ``mongod``: agno-mongo's multi-document transactions (the
+    company domain) need one, as they do in production. No root user is created (a replica set with
     authentication would also need a key file). ``get_connection_url()`` connects directly to the
     node. Raises if it cannot start or does not become primary within a minute.
     """
