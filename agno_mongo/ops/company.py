@@ -35,7 +35,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from agno_mongo.ops.command import Atomically, Command, Plan, ReplyLost, backoff
-from agno_mongo.ops.owned import CREATE_RACE_ROUNDS, DUPLICATE_KEY
+from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.company import (
     ACTIVITY,
@@ -291,14 +291,7 @@ def create_plan(role: str, document: dict[str, Any], what: str) -> Plan[None]:
             "return_document": ReturnDocument.BEFORE,
         },
     )
-    for _ in range(CREATE_RACE_ROUNDS):
-        try:
-            before: dict[str, Any] | None = yield command
-        except DuplicateKeyError:
-            continue
-        break
-    else:
-        raise DuplicateKeyError(f"{what} {document['_id']!r}: the create kept colliding on _id", DUPLICATE_KEY)
+    before: dict[str, Any] | None = yield from create_upsert(command, f"{what} {document['_id']!r}")
     if before is not None and document[OPS][0] not in (before.get(OPS) or []):
         raise DuplicateKeyError(f"{what} {document['_id']!r} already exists", DUPLICATE_KEY)
     return None

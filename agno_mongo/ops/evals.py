@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
+from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
 from agno_mongo.ops.sessions import scope_filter
 from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 
@@ -29,8 +29,6 @@ EVAL_INDEXES = [
     IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)], name="agent_created"),
     IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING)], name="team_created"),
 ]
-
-DUPLICATE_KEY = 11000
 
 
 def create_eval_run(fields: EvalFields, now: int) -> Command:
@@ -80,15 +78,8 @@ def create_eval_run_plan(fields: EvalFields, now: int) -> Plan[None]:
     by itself; a server that does not gets the same answer from the plan: the duplicate key is
     answered by a resend (bounded), which now matches the stored run and is compared with it.
     """
-    command = create_eval_run(fields, now)
-    for _ in range(CREATE_RACE_ROUNDS):
-        try:
-            before: dict[str, Any] | None = yield command
-        except DuplicateKeyError:
-            continue  # lost a create race: the run exists now, so the resend matches it and returns it
-        break
-    else:
-        raise DuplicateKeyError(f"eval run {fields.run_id!r}: the create kept colliding on _id", DUPLICATE_KEY)
+    what = f"eval run {fields.run_id!r}"
+    before: dict[str, Any] | None = yield from create_upsert(create_eval_run(fields, now), what)
     if before is not None and not same_record(before, fields):
         raise DuplicateKeyError(f"eval run {fields.run_id!r} already exists with other contents", DUPLICATE_KEY)
     return None

@@ -30,6 +30,21 @@ Owner = Callable[[object], bool]
 """Whether a stored ``user_id`` (``None`` when null or absent) lets this write through its filter."""
 
 
+def create_upsert(command: Command, what: str) -> Plan[Any]:
+    """Send a create-only upsert filtered on ``_id`` alone; its reply (the document before, or None).
+
+    A duplicate key is a lost create race (two inserts of one new id; MongoDB 4.4+ retries that by
+    itself): the resend now matches the stored document and answers it, for the caller to compare
+    with its own. After :data:`CREATE_RACE_ROUNDS` collisions, :class:`DuplicateKeyError` naming ``what``.
+    """
+    for _ in range(CREATE_RACE_ROUNDS):
+        try:
+            return (yield command)
+        except DuplicateKeyError:
+            continue
+    raise DuplicateKeyError(f"{what}: the create kept colliding on _id", DUPLICATE_KEY)
+
+
 def may_write(user_id: str | None) -> Owner:
     """What :func:`~agno_mongo.ops.sessions.owner_filter` matches: the writer's own, or nobody's."""
     return lambda owner: owner is None or owner == user_id
