@@ -20,6 +20,7 @@ from agno_mongo.contract.auth_tokens import AuthTokenContract
 from agno_mongo.contract.authz import AuthzContract
 from agno_mongo.contract.compactions import CompactionContract
 from agno_mongo.contract.company import CompanyContract
+from agno_mongo.contract.components import ComponentContract
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.knowledge import KnowledgeContract
 from agno_mongo.contract.learnings import LearningContract
@@ -34,6 +35,7 @@ from agno_mongo.ops.approvals import APPROVAL_INDEXES
 from agno_mongo.ops.authz import EVENT_INDEXES, META_INDEXES, NAMES_INDEXES, USER_INDEXES
 from agno_mongo.ops.compactions import COMPACTION_INDEXES
 from agno_mongo.ops.company import PRODUCT_INDEXES, PROJECT_INDEXES, SOURCE_INDEXES, TASK_INDEXES
+from agno_mongo.ops.components import COMPONENT_INDEXES, CONFIG_INDEXES
 from agno_mongo.ops.evals import EVAL_INDEXES
 from agno_mongo.ops.knowledge import KNOWLEDGE_INDEXES
 from agno_mongo.ops.learnings import LEARNING_INDEXES
@@ -85,17 +87,19 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("transcripts", "transcripts_table_name", TRANSCRIPT_INDEXES, TranscriptContract),
     Domain("service_accounts", "service_accounts_table_name", SERVICE_ACCOUNT_INDEXES, ServiceAccountContract),
     Domain("auth_tokens", "auth_tokens_table_name", (), AuthTokenContract),
-    Domain("company_products", "products_table_name", PRODUCT_INDEXES, CompanyContract),
-    Domain("company_projects", "projects_table_name", PROJECT_INDEXES),
-    Domain("company_tasks", "tasks_table_name", TASK_INDEXES),
-    Domain("company_sources", "sources_table_name", SOURCE_INDEXES),
+    Domain("schedules", "schedules_table_name", SCHEDULE_INDEXES, ScheduleContract),
+    Domain("schedule_runs", "schedule_runs_table_name", SCHEDULE_RUN_INDEXES),
     Domain("authz", "authz_policy_table_name", NAMES_INDEXES, AuthzContract),
     Domain("authz_roles", "authz_roles_table_name", META_INDEXES),
     Domain("authz_users", "authz_users_table_name", USER_INDEXES),
     Domain("authz_audit", "authz_audit_table_name", EVENT_INDEXES),
     Domain("authz_decisions", "authz_decisions_table_name", EVENT_INDEXES),
-    Domain("schedules", "schedules_table_name", SCHEDULE_INDEXES, ScheduleContract),
-    Domain("schedule_runs", "schedule_runs_table_name", SCHEDULE_RUN_INDEXES),
+    Domain("company_products", "products_table_name", PRODUCT_INDEXES, CompanyContract),
+    Domain("company_projects", "projects_table_name", PROJECT_INDEXES),
+    Domain("company_tasks", "tasks_table_name", TASK_INDEXES),
+    Domain("company_sources", "sources_table_name", SOURCE_INDEXES),
+    Domain("components", "components_table_name", COMPONENT_INDEXES, ComponentContract, sync_only=True),
+    Domain("component_configs", "component_configs_table_name", CONFIG_INDEXES),
 )
 
 INDEXES: dict[str, list[IndexModel]] = {domain.role: list(domain.indexes) for domain in DOMAINS if domain.indexes}

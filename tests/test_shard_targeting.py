@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from agno.db.base import SessionType
+from agno.db.base import ComponentType, SessionType
 from agno.db.schemas.evals import EvalRunRecord, EvalType
 from agno.db.schemas.knowledge import KnowledgeRow
 from agno.db.schemas.memory import UserMemory
@@ -81,6 +81,8 @@ SHARD_KEYS: dict[str, Sharding] = {
     "company_projects": Sharding(ID, "every single write by _id"),
     "company_tasks": Sharding((), "unique (product_id, dedupe_key) not prefixed by _id"),
     "company_sources": Sharding(ID, "every single write by _id"),
+    "components": Sharding(ID, "one document per component; every single write by _id"),
+    "component_configs": Sharding((), "unique (component_id, version) and (component_id, label) not prefixed by _id"),
 }
 """Collection role -> shard key. The README's table is this one."""
 
@@ -307,6 +309,13 @@ RECORDS: dict[str, Callable[[], dict[str, Any]]] = {
         }
     },
     "update_approval_run_status": lambda: {"run_id": "r", "run_status": RunStatus.completed},
+    "create_component_with_config": lambda: {
+        "component_id": "c",
+        "component_type": ComponentType.AGENT,
+        "name": "n",
+        "config": {"model": "m"},
+    },
+    "get_latest_configs": lambda: {"component_ids": {"c", "d"}},
     "upsert_compaction": lambda: {
         "row": {
             "compaction_id": "c",

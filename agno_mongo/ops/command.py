@@ -8,11 +8,11 @@ test can check a plan's commands without a server, the way h11 is tested with by
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, OperationFailure
 
 Op = Literal[
     "find",
@@ -110,6 +110,39 @@ Step = Command | Pause | Atomically
 Plan = Generator[Step, Any, T]
 """A multi-step operation: yields commands (or pauses, or transactions), receives results, returns
 the answer."""
+
+
+WRITE_CONFLICT = 112
+"""MongoDB's WriteConflict error code."""
+
+CONFLICT_ROUNDS = 16
+"""Runs of a transaction that keeps losing a write conflict the driver did not retry by itself."""
+
+
+def write_conflict(error: OperationFailure) -> bool:
+    """A transaction that lost a race on a document: MongoDB's WriteConflict (code 112), or a server
+    that reports it at commit without the ``TransientTransactionError`` label the drivers retry."""
+    return error.code == WRITE_CONFLICT or "write conflict" in str(error).lower()
+
+
+def atomically(steps: Callable[[], Generator[Any, Any, T]], what: str, roles: Iterable[str]) -> Plan[T]:
+    """``Atomically(steps, what, roles=roles)``, run again (after a :func:`backoff` pause) when it
+    lost a write conflict the driver did not retry, so racing writers are serialised, not refused.
+    The answer is the inner plan's; any other error (and the last conflict) reaches the caller.
+
+    A labelled ``TransientTransactionError`` is retried inside the driver already; this loop covers
+    a conflict reported unlabelled (at commit). ``roles``: the collections the transaction touches,
+    whose indexes the driver builds before it starts (an index build inside aborts it)."""
+    touched = tuple(roles)
+    for round_number in range(CONFLICT_ROUNDS):
+        try:
+            answer: T = yield Atomically(steps, what, roles=touched)
+            return answer
+        except OperationFailure as error:
+            if not write_conflict(error) or round_number == CONFLICT_ROUNDS - 1:
+                raise
+        yield backoff(round_number)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def single(command: Command) -> Plan[Any]:

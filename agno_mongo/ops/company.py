@@ -34,7 +34,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from agno_mongo.ops.command import Atomically, Command, Plan, ReplyLost, backoff
+from agno_mongo.ops import command
+from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
 from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.company import (
@@ -57,8 +58,6 @@ ROLES = {"products": PRODUCTS, "projects": PROJECTS, "tasks": TASKS, "sources": 
 OPS_KEPT = 8
 SEND_ROUNDS = 3
 """Sends of a non-resendable write whose reply keeps being lost (each followed by a check read)."""
-CONFLICT_ROUNDS = 12
-"""Runs of a transaction that keeps meeting a write conflict the driver did not retry itself."""
 CAS_ROUNDS = 12
 """Read-compute-write rounds of a single-document update that keeps losing its revision race."""
 
@@ -326,23 +325,10 @@ def cas_plan(
 # --- transactions: the hierarchy lock and the cascades --------------------------------------------
 
 
-def write_conflict(error: OperationFailure) -> bool:
-    """A transaction that lost a race on a document (MongoDB's WriteConflict, code 112; some
-    servers report it at commit without the TransientTransactionError label)."""
-    return error.code == 112 or "write conflict" in str(error).lower()
-
-
 def atomically(steps: Callable[[], Generator[Any, Any, Any]], what: str) -> Plan[Any]:
-    """``Atomically(steps, what)``, run again (after a pause) when it lost a write conflict that the
-    driver did not retry by itself, so concurrent hierarchy writers are serialised, not refused."""
-    for round_number in range(CONFLICT_ROUNDS):
-        try:
-            return (yield Atomically(steps, what, roles=(PRODUCTS, PROJECTS, TASKS, SOURCES)))
-        except OperationFailure as error:
-            if not write_conflict(error) or round_number == CONFLICT_ROUNDS - 1:
-                raise
-        yield backoff(round_number)
-    raise AssertionError("unreachable")  # pragma: no cover
+    """:func:`agno_mongo.ops.command.atomically` on the company collections: concurrent hierarchy
+    writers that lost a write conflict are run again, serialised, not refused."""
+    return command.atomically(steps, what, (PRODUCTS, PROJECTS, TASKS, SOURCES))
 
 
 def lock_product(product_id: str) -> Plan[None]:
