@@ -3,7 +3,8 @@
 ``MongoDb`` (PyMongo) and ``AsyncMongoDb`` (PyMongo async, or Motor) are drop-in ``db=`` arguments.
 """
 
-from agno_mongo.db import AsyncMongoDb, MongoDb
+from typing import TYPE_CHECKING
+
 from agno_mongo.errors import (
     AgnoMongoError,
     CorruptDocumentError,
@@ -33,3 +34,16 @@ __all__ = [
     "SessionOwnershipError",
     "WriteContentionError",
 ]
+
+
+if TYPE_CHECKING:
+    from agno_mongo.db import AsyncMongoDb, MongoDb
+
+
+def __getattr__(name: str) -> object:
+    """``MongoDb``/``AsyncMongoDb`` on first use: importing a submodule (the CLI) does not load agno."""
+    if name in {"MongoDb", "AsyncMongoDb"}:
+        from agno_mongo import db
+
+        return getattr(db, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

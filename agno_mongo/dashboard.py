@@ -1,111 +1,79 @@
 """A local dashboard over stored sessions: a searchable table, transcripts, runs and tokens per day.
 
-``agno-mongo dashboard`` serves it; ``build_app(db)`` returns the FastAPI app for tests. It reads
-through the public ``MongoDb`` API only (``get_sessions``, ``get_session``, ``calculate_metrics``,
-``get_metrics``), and binds
-to 127.0.0.1: it is a tool for the person at this machine, with no authentication.
+``agno-mongo dashboard`` serves it; ``build_app(db)`` returns the FastAPI app for tests. It binds to
+127.0.0.1: it is a tool for the person at this machine, with no authentication.
+
+Looking never writes: every GET reads (``get_session``, ``get_metrics``, one search ``find``), on a
+view of the store that creates no indexes. The daily chart shows agno's stored metrics records;
+the page's Refresh button POSTs ``/api/stats/refresh``, which runs ``calculate_metrics`` (a write).
+A transcript has its own address, ``/?session=<id>``, to open or share directly.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, cast
+import copy
+import re
+from typing import Any
 
+from agno_mongo import drivers
+from agno_mongo.cli.shape import session_row, transcript
 from agno_mongo.db import MongoDb
+from agno_mongo.ops import sessions as session_ops
+from agno_mongo.ops.command import Plan
+from agno_mongo.ops.metrics import daily_totals
 
 PAGE_SIZE = 25
-SessionPage = tuple[list[dict[str, Any]], int]
-"""What agno's ``get_sessions``/``get_runs`` return with ``deserialize=False``: rows and a total."""
+SEARCHED = ("session_data.session_name", "_id", "user_id")
+"""What the search box matches (case-insensitive, anywhere in the text): names, session ids, user ids."""
+LISTED = {"runs": False, "spilled": False, **session_ops.INTERNAL}
 
 
-def _day(timestamp: object) -> str | None:
-    if isinstance(timestamp, int | float):
-        return dt.datetime.fromtimestamp(timestamp, dt.UTC).date().isoformat()
-    return None
+def search_filter(query: str | None, user_id: str | None) -> dict[str, Any]:
+    """Sessions whose name, id or owner contains ``query``; only ``user_id``'s when given."""
+    match: dict[str, Any] = session_ops.scope_filter(user_id or None)
+    if query:
+        pattern = {"$regex": re.escape(query), "$options": "i"}
+        match["$or"] = [{field: pattern} for field in SEARCHED]
+    return match
 
 
-def _tokens(run: dict[str, Any]) -> int:
-    metrics = run.get("metrics") or {}
-    return int(metrics.get("total_tokens") or 0) if isinstance(metrics, dict) else 0
+def search_plan(query: str | None, user_id: str | None, page: int) -> Plan[dict[str, Any]]:
+    """One page of matching sessions, last updated first (the ``updated_id`` order), and the total."""
+    documents, total = yield from session_ops.page_of(
+        session_ops.SESSIONS,
+        search_filter(query, user_id),
+        [("updated_at", -1), ("_id", -1)],
+        PAGE_SIZE,
+        (page - 1) * PAGE_SIZE,
+        LISTED,
+        count=True,
+    )
+    return {"total": total, "page": page, "page_size": PAGE_SIZE, "sessions": [session_row(d) for d in documents]}
 
 
 def session_rows(db: MongoDb, query: str | None, user_id: str | None, page: int) -> dict[str, Any]:
-    """One page of sessions for the table, newest first, with total count."""
-    rows, total = cast(
-        SessionPage,
-        db.get_sessions(
-            session_name=query or None,
-            user_id=user_id or None,
-            limit=PAGE_SIZE,
-            page=page,
-            sort_by="updated_at",
-            sort_order="desc",
-            deserialize=False,
-            include_runs=False,
-        ),
-    )
-    return {
-        "total": total,
-        "page": page,
-        "page_size": PAGE_SIZE,
-        "sessions": [
-            {
-                "session_id": row["session_id"],
-                "name": (row.get("session_data") or {}).get("session_name"),
-                "type": row.get("session_type"),
-                "component": row.get("agent_id") or row.get("team_id") or row.get("workflow_id"),
-                "user_id": row.get("user_id"),
-                "updated_at": row.get("updated_at"),
-            }
-            for row in rows
-        ],
-    }
+    """One page of sessions for the table, newest first, with the total count."""
+    return drivers.run_sync(db, search_plan(query, user_id, max(page, 1)))
 
 
-def transcript(db: MongoDb, session_id: str) -> dict[str, Any] | None:
-    """A session's runs as a transcript: input, answer, status, model, tokens, timing."""
-    session = cast(dict[str, Any] | None, db.get_session(session_id, deserialize=False))
-    if session is None:
-        return None
-    turns = []
-    for run in session.get("runs") or []:
-        run_input = run.get("input") or {}
-        question = run_input.get("input_content") if isinstance(run_input, dict) else run_input
-        metrics = run.get("metrics") or {}
-        turns.append(
-            {
-                "run_id": run.get("run_id"),
-                "input": question,
-                "content": run.get("content"),
-                "status": run.get("status"),
-                "model": run.get("model"),
-                "tokens": _tokens(run),
-                "duration": metrics.get("duration") if isinstance(metrics, dict) else None,
-                "created_at": run.get("created_at"),
-                "member": run.get("parent_run_id") is not None,
-            }
-        )
-    name = (session.get("session_data") or {}).get("session_name")
-    return {"session_id": session_id, "name": name, "user_id": session.get("user_id"), "turns": turns}
+def session_transcript(db: MongoDb, session_id: str) -> dict[str, Any] | None:
+    """A session as ``agno-mongo sessions show --json`` prints it (:func:`agno_mongo.cli.shape.transcript`)."""
+    session = db.get_session(session_id, deserialize=False)
+    return transcript(session) if isinstance(session, dict) else None
 
 
 def daily_stats(db: MongoDb) -> list[dict[str, Any]]:
-    """Runs and tokens per day, oldest first, from agno's daily metrics (by session creation day).
-
-    ``calculate_metrics`` first brings them up to date: one aggregation covering the days not yet
-    computed plus today, so the chart costs the same with a thousand runs as with millions.
-    """
-    db.calculate_metrics()
+    """Runs and tokens per day with runs, oldest first, from agno's stored daily metrics (read only)."""
     records, _ = db.get_metrics()
-    out = []
-    for record in sorted(records, key=lambda r: str(r.get("date"))):
-        runs = sum(int(record.get(f"{kind}_runs_count") or 0) for kind in ("agent", "team", "workflow"))
-        token_metrics = record.get("token_metrics") or {}
-        if runs:
-            out.append(
-                {"day": str(record["date"]), "runs": runs, "tokens": int(token_metrics.get("total_tokens") or 0)}
-            )
-    return out
+    days = daily_totals(records)
+    return [{"day": day, "runs": t["runs"], "tokens": t["tokens"]} for day, t in sorted(days.items()) if t["runs"]]
+
+
+def read_only(db: MongoDb) -> MongoDb:
+    """The same store and client, creating no indexes on first use: a GET must never write."""
+    reader = copy.copy(db)
+    reader.create_indexes_on_first_use = False
+    return reader
 
 
 def build_app(db: MongoDb) -> Any:
@@ -114,6 +82,7 @@ def build_app(db: MongoDb) -> Any:
     from fastapi.responses import HTMLResponse
 
     app = FastAPI(title="agno-mongo dashboard")
+    reader = read_only(db)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -121,18 +90,24 @@ def build_app(db: MongoDb) -> Any:
 
     @app.get("/api/sessions")
     def sessions(q: str | None = None, user: str | None = None, page: int = 1) -> dict[str, Any]:
-        return session_rows(db, q, user, max(page, 1))
+        return session_rows(reader, q, user, page)
 
     @app.get("/api/sessions/{session_id}")
     def session(session_id: str) -> dict[str, Any]:
-        found = transcript(db, session_id)
+        found = session_transcript(reader, session_id)
         if found is None:
             raise HTTPException(status_code=404, detail="no such session")
         return found
 
     @app.get("/api/stats")
     def stats() -> list[dict[str, Any]]:
-        return daily_stats(db)
+        return daily_stats(reader)
+
+    @app.post("/api/stats/refresh")
+    def refresh() -> list[dict[str, Any]]:
+        """Recalculate agno's daily metrics (``calculate_metrics``: a write), then answer as GET does."""
+        db.calculate_metrics()
+        return daily_stats(reader)
 
     return app
 
@@ -153,30 +128,46 @@ PAGE = """<!doctype html>
 <header>agno-mongo · sessions</header>
 <main>
  <section><h2>Sessions <span id="total" class="muted"></span></h2>
-  <input id="search" placeholder="Search by session name" autocomplete="off">
+  <input id="search" placeholder="Search by name, session id or user id" autocomplete="off">
   <table><thead><tr><th>Session</th><th>Name</th><th>User</th><th>Updated</th></tr></thead>
   <tbody id="rows"></tbody></table></section>
- <section><h2 id="title">Transcript</h2><div id="transcript" class="muted">Pick a session.</div></section>
- <section class="charts"><h2>Runs and tokens per day</h2><div id="charts"></div></section>
+ <section><h2><span id="title">Transcript</span> <a id="permalink" class="muted" hidden>link</a></h2>
+  <div id="transcript" class="muted">Pick a session.</div></section>
+ <section class="charts"><h2>Runs and tokens per day <button id="refresh" type="button">Refresh</button>
+  <span class="muted">(agno's stored daily metrics, by session creation day)</span></h2>
+  <div id="charts"></div></section>
 </main>
 <script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
+const link = id => "?session=" + encodeURIComponent(id);
 const when = t => t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 16) : "";
 async function loadSessions() {
   const q = document.getElementById("search").value;
   const data = await (await fetch("/api/sessions?q=" + encodeURIComponent(q))).json();
   document.getElementById("total").textContent = "(" + data.total + ")";
   document.getElementById("rows").innerHTML = data.sessions.map(s =>
-    `<tr data-id="${esc(s.session_id)}"><td>${esc(s.session_id)}</td><td>${esc(s.name)}</td>` +
+    `<tr data-id="${esc(s.session_id)}"><td><a href="${link(s.session_id)}">${esc(s.session_id)}</a></td>` +
+    `<td>${esc(s.name)}</td>` +
     `<td>${esc(s.user_id)}</td><td class="muted">${when(s.updated_at)}</td></tr>`).join("");
-  document.querySelectorAll("#rows tr").forEach(tr => tr.onclick = () => show(tr.dataset.id));
+  document.querySelectorAll("#rows tr").forEach(tr => tr.onclick = event => {
+    event.preventDefault(); history.pushState(null, "", link(tr.dataset.id)); show(tr.dataset.id);
+  });
 }
 async function show(id) {
-  const s = await (await fetch("/api/sessions/" + encodeURIComponent(id))).json();
+  const answer = await fetch("/api/sessions/" + encodeURIComponent(id));
+  const permalink = document.getElementById("permalink");
+  if (!answer.ok) {
+    document.getElementById("title").textContent = "Transcript";
+    document.getElementById("transcript").textContent = "No session " + id + ".";
+    permalink.hidden = true;
+    return;
+  }
+  const s = await answer.json();
   document.getElementById("title").textContent = "Transcript · " + (s.name || s.session_id);
-  document.getElementById("transcript").innerHTML = s.turns.map(t =>
+  permalink.href = link(s.session_id); permalink.hidden = false;
+  document.getElementById("transcript").innerHTML = s.runs.map(t =>
     `<div class="turn"><div class="q">${esc(t.input)}</div><div>${esc(t.content)}</div>` +
-    `<div class="muted">${esc(t.status)} · ${esc(t.model)} · ${t.tokens} tokens` +
+    `<div class="muted">${esc(t.status)} · ${esc(t.model)} · ${t.total_tokens} tokens` +
     `${t.duration ? " · " + t.duration.toFixed(2) + " s" : ""} · ${when(t.created_at)}</div></div>`).join("")
     || "No runs yet.";
 }
@@ -191,12 +182,20 @@ function bars(rows, key, cls, label) {
   return `<div class="muted">${label}</div><svg class="${key}" width="${Math.max(200, rows.length * w + 16)}" ` +
     `height="${h}">${body}</svg>`;
 }
-async function loadStats() {
-  const rows = await (await fetch("/api/stats")).json();
-  const charts = bars(rows, "runs", "bar", "runs") + bars(rows, "tokens", "tok", "tokens");
-  document.getElementById("charts").innerHTML = charts;
+function drawStats(rows) {
+  document.getElementById("charts").innerHTML = rows.length
+    ? bars(rows, "runs", "bar", "runs") + bars(rows, "tokens", "tok", "tokens")
+    : '<div class="muted">No stored daily metrics yet: press Refresh to calculate them.</div>';
+}
+async function loadStats() { drawStats(await (await fetch("/api/stats")).json()); }
+async function refreshStats() { drawStats(await (await fetch("/api/stats/refresh", {method: "POST"})).json()); }
+function fromAddress() {
+  const id = new URLSearchParams(location.search).get("session");
+  if (id) show(id);
 }
 document.getElementById("search").oninput = loadSessions;
-loadSessions(); loadStats();
+document.getElementById("refresh").onclick = refreshStats;
+window.onpopstate = fromAddress;
+loadSessions(); loadStats(); fromAddress();
 </script></body></html>
 """

@@ -33,6 +33,9 @@ from agno_mongo.domains import INDEXES, collection_names, contract_base
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops.command import Command
 from agno_mongo.ops.sessions import DEFAULT_RUNS_BUDGET, ttl_index
+from agno_mongo.session_cache import DEFAULT_BYTES as DEFAULT_CACHE_BYTES
+from agno_mongo.session_cache import DEFAULT_SESSIONS as DEFAULT_CACHE_SESSIONS
+from agno_mongo.session_cache import SessionCache, check_cache_bounds
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
 CURRENT_AGNO_SCHEMA = "3.0.0"
@@ -81,6 +84,7 @@ class _Settings:
     _server_key: str
     _names: dict[str, str]
     _run_hints: RunHints
+    _session_cache: SessionCache
 
     @property
     def collection_names(self) -> dict[str, str]:
@@ -99,6 +103,9 @@ def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any])
     db._server_key = options["db_url"] or f"client-{builtins.id(options['db_client'])}"
     db._names = collection_names(db)
     db._run_hints = RunHints()
+    db._session_cache = SessionCache(
+        *check_cache_bounds(options["session_cache_sessions"], options["session_cache_bytes"])
+    )
     db.max_runs_bytes = _check_budget(options["max_runs_bytes"])
     db.session_ttl_seconds = _check_ttl(options["session_ttl_seconds"])
     if not isinstance(options["create_indexes_on_first_use"], bool):
@@ -304,6 +311,8 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         auth_tokens_collection: str | None = None,
         service_accounts_collection: str | None = None,
         create_indexes_on_first_use: bool = True,
+        session_cache_sessions: int = DEFAULT_CACHE_SESSIONS,
+        session_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         """Check the arguments and name the collections; nothing is sent to the server yet.
 
@@ -318,6 +327,10 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         the first command on it, once per process. ``False`` never creates them lazily: run
         :meth:`create_indexes` (or ``agno-mongo doctor --create-indexes``) at deploy time instead,
         as you should for large existing collections, where a first request would wait for the builds.
+
+        ``session_cache_sessions`` / ``session_cache_bytes``: bounds of the revision-checked session
+        cache (:mod:`agno_mongo.session_cache`): a whole-session read still asks the server every
+        time, which sends only what changed since this instance last read it. ``0`` switches it off.
         """
         _configure(self, BaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self._owns_client = db_client is None
@@ -454,6 +467,8 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         auth_tokens_collection: str | None = None,
         service_accounts_collection: str | None = None,
         create_indexes_on_first_use: bool = True,
+        session_cache_sessions: int = DEFAULT_CACHE_SESSIONS,
+        session_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         """Check the arguments and name the collections; nothing is sent to the server yet.
 
@@ -468,6 +483,10 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         the first command on it, once per process. ``False`` never creates them lazily: run
         :meth:`create_indexes` (or ``agno-mongo doctor --create-indexes``) at deploy time instead,
         as you should for large existing collections, where a first request would wait for the builds.
+
+        ``session_cache_sessions`` / ``session_cache_bytes``: bounds of the revision-checked session
+        cache (:mod:`agno_mongo.session_cache`): a whole-session read still asks the server every
+        time, which sends only what changed since this instance last read it. ``0`` switches it off.
         """
         _configure(self, AsyncBaseDb.__init__, {key: value for key, value in locals().items() if key != "self"})
         self.db_client = db_client

@@ -14,6 +14,8 @@ Workloads, each on its own database per store (agno keeps runs in a second colle
 
 * a real ``Agent`` run (``OpenAIChat`` talking to the local OpenAI-compatible server), steady state,
   sync and async, and its first run on a new database (which creates the indexes);
+* a real ``Agent`` turn on a session that already holds 10, 100 or 1,000 runs (agno re-reads the
+  whole session every run: what a turn costs as history grows; ``--turns`` runs only these);
 * at sessions of 10, 100 and 1,000 runs (built by ``upsert_run`` appends of ~2 KB runs with a few
   messages and metrics): append a run, update a run (by the process that wrote it, and by a fresh
   instance as another process would), read the session, read the recent history
@@ -21,10 +23,10 @@ Workloads, each on its own database per store (agno keeps runs in a second colle
   of that length: the measured one and 19 copies of it in each store's own layout);
 * async throughput: 50 sessions appending concurrently through ``AsyncMongoDb``.
 
-    python benchmarks/compare.py [--quick] [--markdown] [--metrics] [--sizes 10,100,1000]
+    python benchmarks/compare.py [--quick] [--markdown] [--metrics] [--turns] [--sizes 10,100,1000]
 
-``MONGODB_URI`` picks the server; without it the embedded server (mongoeco) is started. An
-operation that raises is recorded in the notes column, not fatal.
+``MONGODB_URL`` (or its alias ``MONGODB_URI``) picks the server; without it the embedded server
+(mongoeco) is started. An operation that raises is recorded in the notes column, not fatal.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import argparse
 import asyncio
 import copy
 import importlib.util
-import os
 import statistics
 import sys
 import time
@@ -54,7 +55,7 @@ from agno.run.base import RunStatus
 from agno.session import AgentSession
 from pymongo import AsyncMongoClient, MongoClient
 
-from agno_mongo import AsyncMongoDb, MongoDb
+from agno_mongo import AsyncMongoDb, MongoDb, local
 
 try:
     from benchmarks.traffic import Traffic
@@ -308,6 +309,34 @@ def agent_rows(side: Side, model_url: str, database: str, settings: Settings) ->
     return measure("agent run", side.name, None, side.traffic, turn, settings.agent_runs), first
 
 
+HISTORY_TURN = "agent turn, stored history"
+
+
+def history_turn_row(side: Side, model_url: str, database: str, size: int, settings: Settings) -> Row:
+    """One real Agent turn (``add_history_to_context``, 3 history runs) on a session that already
+    holds ``size`` runs: agno reads the whole session at the start of every run, whatever the store."""
+    db = side.sync_cls(db_client=side.client, db_name=database)
+    session_id = "history"
+    db.upsert_session(make_session(session_id))
+    for index in range(size):
+        db.upsert_run(make_run(session_id, index), session_id=session_id, user_id=USER, run_index=index)
+    agent = Agent(
+        model=OpenAIChat(id="gpt-4o", base_url=model_url, api_key="local"),
+        db=db,
+        id=AGENT_ID,
+        session_id=session_id,
+        user_id=USER,
+        add_history_to_context=True,
+        num_history_runs=3,
+    )
+    agent.run(QUESTIONS[0])  # this instance has read the session once: the steady state
+
+    def turn(i: int) -> object:
+        return agent.run(QUESTIONS[i % len(QUESTIONS)])
+
+    return measure(HISTORY_TURN, side.name, size, side.traffic, turn, settings.agent_runs)
+
+
 async def async_agent_row(url: str, side: Side, model_url: str, database: str, settings: Settings) -> Row:
     """The same Agent on the async class (``arun``), steady state."""
     client: AsyncMongoClient[Any] = AsyncMongoClient(url, event_listeners=[side.traffic])
@@ -439,8 +468,9 @@ def describe_server(url: str) -> str:
         client.close()
 
 
-def run(url: str, *, settings: Settings | None = None, quick: bool = False) -> Report:
-    """Run every workload on both stores against the server at ``url``; the table rows."""
+def run(url: str, *, settings: Settings | None = None, quick: bool = False, turns_only: bool = False) -> Report:
+    """Run every workload on both stores against the server at ``url``; the table rows. With
+    ``turns_only``, only the agent rows and the per-turn rows at each session size."""
     from agno_mongo.testing import LocalOpenAIServer
 
     settings = settings or (Settings.quick() if quick else Settings())
@@ -466,6 +496,12 @@ def run(url: str, *, settings: Settings | None = None, quick: bool = False) -> R
                 database = f"{prefix}_{side.slug}_agent_async"
                 rows.append(asyncio.run(async_agent_row(url, side, model_server.base_url, database, settings)))
             rows += first
+            for size in settings.sizes:
+                for side in sides:
+                    database = f"{prefix}_{side.slug}_turns_{size}"
+                    rows.append(history_turn_row(side, model_server.base_url, database, size, settings))
+            if turns_only:
+                return Report(server=describe_server(url), rows=rows, settings=settings)
         for size in settings.sizes:
             per_side = []
             for side in sides:
@@ -568,31 +604,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--sizes", help="session lengths, comma separated (default 10,100,1000)")
     parser.add_argument("--metrics", action="store_true", help="add calculate_metrics rows (metrics_compare.py)")
+    parser.add_argument("--turns", action="store_true", help="only the agent rows, per turn at each session size")
     parser.add_argument(
         "--metrics-sessions",
         type=int,
         default=None,
-        help="sessions for --metrics (default 1,000 on the embedded server, 10,000 on MONGODB_URI)",
+        help="sessions for --metrics (default 1,000 on the embedded server, 10,000 on MONGODB_URL)",
     )
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     if args.sizes:
         sizes = tuple(int(part) for part in args.sizes.split(","))
         settings = Settings(**{**settings.__dict__, "sizes": sizes})
-    url = os.environ.get("MONGODB_URI", "").strip()
+    url = local.env_url() or ""  # MONGODB_URL, or its alias MONGODB_URI
     # agno's layout at 10,000 sessions cannot be indexed on the embedded server in useful time
     # (mongoeco checks a unique index pair by pair): 1,000 there, 10,000 on a real server.
     n_metrics = args.metrics_sessions or (200 if args.quick else 10_000 if url else 1_000)
 
     def on(url: str, source: str) -> Report:
-        report = run(url, settings=settings)
+        report = run(url, settings=settings, turns_only=args.turns)
         if args.metrics:
             report.rows += metrics_rows(url, n_metrics)
         report.server = f"{report.server} ({source})"
         return report
 
     if url:
-        report = on(url, "MONGODB_URI")
+        report = on(url, "MONGODB_URL")
     else:
         from agno_mongo.testing import EmbeddedServer
 

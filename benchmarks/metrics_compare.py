@@ -9,14 +9,13 @@ and ``time.process_time`` for the client's CPU. The records both produce are com
 
     python benchmarks/metrics_compare.py [--sessions 10000]
 
-``MONGODB_URI`` picks the server; without it the embedded server (mongoeco) is started.
+``MONGODB_URL`` (or its alias ``MONGODB_URI``) picks the server; without it the embedded server (mongoeco) is started.
 ``compare(url, n_sessions)`` returns the table rows for the main benchmark to import.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -36,7 +35,7 @@ from agno.run.team import TeamRunOutput
 from agno.run.workflow import WorkflowRunOutput
 from pymongo import MongoClient
 
-from agno_mongo import MongoDb
+from agno_mongo import MongoDb, local
 from agno_mongo.schema.session import SCHEMA_VERSION
 
 try:
@@ -293,7 +292,7 @@ def main() -> None:
     stores = tuple(name for name in STORES if name in args.stores.split(","))
     if not stores:
         parser.error("--stores takes ours, agno or ours,agno")
-    url = os.environ.get("MONGODB_URI", "").strip()
+    url = local.env_url() or ""  # MONGODB_URL, or its alias MONGODB_URI
     if url:
         rows = compare(url, args.sessions, stores)
     else:

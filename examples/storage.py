@@ -3,8 +3,10 @@
 The first run cannot answer "What was my last question?"; the second run can, because the session
 (history and state) lives in MongoDB, not in the process.
 
-- MongoDB: ``MONGODB_URL`` if set, else the embedded server (mongoeco) on a local data file in
-  ``.agno_mongo/``, so a second process finds what the first one stored.
+- MongoDB: ``MONGODB_URL`` (or ``MONGODB_URI``) if set, else the embedded server (mongoeco) on
+  ``.agno_mongo/demo.sqlite``, database ``agno_demo``: the defaults of :mod:`agno_mongo.local`, which
+  ``agno-mongo`` and its dashboard share, so ``agno-mongo sessions show fixed_id_for_demo`` shows
+  this conversation.
 - Model: OpenAI (``gpt-4o-mini``) if ``OPENAI_API_KEY`` is set, else ``OfflineStandInModel``, an
   offline agno ``Model`` that answers from the messages it receives (no network, no key).
 """
@@ -13,17 +15,17 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from pathlib import Path
 
 from agno.agent import Agent
 from agno.models.base import Model
 
-from agno_mongo import MongoDb
+from agno_mongo import MongoDb, local
 
 SESSION_ID = "fixed_id_for_demo"
+AGENT_ID = "demo-agent"
+"""A fixed agent id: every run of the demo is the same agent (``agno-mongo metrics`` shows one)."""
 QUESTIONS = ["What was my last question?", "What is the capital of France?", "What was my last question?"]
-DB_NAME = os.environ.get("AGNO_MONGO_DB", "agno_demo")
-DATA_FILE = Path(os.environ.get("AGNO_MONGO_DATA", ".agno_mongo/demo.sqlite"))
+DB_NAME = local.default_db_name()
 
 
 def pick_model() -> Model:
@@ -38,16 +40,13 @@ def pick_model() -> Model:
 
 
 def mongodb_url(stack: ExitStack) -> str:
-    """``MONGODB_URL``, or an embedded server on the demo's data file that ``stack`` stops."""
-    url = os.environ.get("MONGODB_URL")
-    if url is not None:
+    """``MONGODB_URL``, or the embedded server on the shared data file, which ``stack`` stops."""
+    target = stack.enter_context(local.mongodb())
+    if target.embedded_file is None:
         print("[storage] MongoDB at MONGODB_URL")
-        return url
-    from agno_mongo.testing import EmbeddedServer
-
-    DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[storage] embedded MongoDB-compatible server, data in {DATA_FILE}")
-    return stack.enter_context(EmbeddedServer(path=str(DATA_FILE))).url
+    else:
+        print(f"[storage] embedded MongoDB-compatible server, data in {target.embedded_file}, database {DB_NAME}")
+    return target.url
 
 
 def main() -> None:
@@ -57,6 +56,7 @@ def main() -> None:
         stack.callback(db.close)
 
         agent = Agent(
+            id=AGENT_ID,
             model=pick_model(),
             db=db,
             session_id=SESSION_ID,

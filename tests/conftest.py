@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import bson
 import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring, uri_parser
 
@@ -26,10 +27,11 @@ FLAVOURS = ["pymongo", "pymongo-async", "motor"]
 
 @dataclass
 class Commands(monitoring.CommandListener):
-    """Records every command a client sends: name and request size in bytes."""
+    """Records every command a client sends (its name and body) and the size of each reply."""
 
     names: list[str] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    received: list[int] = field(default_factory=list)
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name not in {"hello", "isMaster", "ping", "endSessions", "killCursors"}:
@@ -37,7 +39,8 @@ class Commands(monitoring.CommandListener):
             self.sent.append(dict(event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        if event.command_name not in {"hello", "isMaster", "ping", "endSessions", "killCursors"}:
+            self.received.append(len(bson.encode(event.reply)))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -45,6 +48,7 @@ class Commands(monitoring.CommandListener):
     def clear(self) -> None:
         self.names.clear()
         self.sent.clear()
+        self.received.clear()
 
     def writes(self) -> list[str]:
         return [name for name in self.names if name in {"update", "insert", "delete", "findAndModify"}]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -29,8 +30,14 @@ from agno.session import AgentSession, TeamSession
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from agno_mongo import MongoDb
-from agno_mongo.cli import app, few_shot_example, parse_time, runs_from_change, sparkline
+from agno_mongo import MongoDb, local
+from agno_mongo.cli import app
+from agno_mongo.cli.common import Filters, parse_time
+from agno_mongo.cli.export import few_shot_example, iter_sessions
+from agno_mongo.cli.tail import poll_plan, runs_from_change
+from agno_mongo.cli.views import sparkline
+from agno_mongo.domains import INDEXES
+from tests.conftest import Commands
 from tests.test_agentos_app import free_port
 
 DAY = 86_400
@@ -181,12 +188,6 @@ def as_json(result: Any) -> Any:
 
 
 # --- connection ---------------------------------------------------------------------------------
-
-
-def test_url_is_required_with_a_clear_message() -> None:
-    result = CliRunner().invoke(app, ["sessions", "list"], env={"MONGODB_URL": None})
-    assert result.exit_code == 2
-    assert "no MongoDB URL" in result.output and "MONGODB_URL" in result.output
 
 
 def test_url_from_environment(store: MongoDb, mongodb_url: str, db_name: str) -> None:
@@ -357,19 +358,22 @@ def test_export_no_tools_completed_only_filters_and_out_file(store: MongoDb, cli
     assert len(jsonl(cli("export", "few-shot", "--max", "2").stdout)) == 2
 
 
-def test_export_pages_through_get_sessions(store: MongoDb, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every read is one bounded ``get_sessions`` page, in order, until a short page."""
-    calls: list[dict[str, Any]] = []
-    original = MongoDb.get_sessions
-
-    def spy(self: MongoDb, *args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(MongoDb, "get_sessions", spy)
-    assert len(jsonl(cli("export", "few-shot", "--page-size", "2").stdout)) == 6
-    assert [(c["limit"], c["page"]) for c in calls] == [(2, 1), (2, 2), (2, 3)]
-    assert all(c["include_runs"] and c["sort_by"] == "created_at" and c["sort_order"] == "asc" for c in calls)
+def test_export_pages_by_keyset_not_skip(store: MongoDb, mongodb_url: str, db_name: str) -> None:
+    """Each page is one ``find`` after the last (created_at, _id) read, with no skip; sessions sharing
+    one created_at across a page boundary are neither lost nor repeated."""
+    for number in range(5):  # five sessions created in the same second as "refund"
+        store.upsert_session(AgentSession(session_id=f"same-{number}", agent_id="a", user_id="u", created_at=NOW))
+    commands = Commands()
+    db = MongoDb(db_client=MongoClient(mongodb_url, event_listeners=[commands]), db_name=db_name)
+    try:
+        ids = [session["session_id"] for session in iter_sessions(db, Filters(), page_size=2)]
+    finally:
+        db.db_client.close()
+    assert len(ids) == len(set(ids)) == 10
+    assert ids[:3] == ["trip-lisbon", "taxes", "birthday"]
+    finds = [sent for sent in commands.sent if "find" in sent]
+    assert len(finds) == 6 and all("skip" not in sent and sent["limit"] == 2 for sent in finds)  # 5 full, 1 empty
+    assert all("$and" in sent["filter"] for sent in finds[1:])  # after the first page: a keyset range
 
 
 def test_export_includes_runs_moved_to_overflow(mongodb_url: str, db_name: str, cli: Any) -> None:
@@ -537,7 +541,7 @@ def test_tail_once_prints_latest_runs_oldest_first(store: MongoDb, cli: Any) -> 
 def test_tail_follows_new_runs(store: MongoDb, mongodb_url: str, db_name: str) -> None:
     """Polling on a server without change streams: only runs landing after the start print, then the status change."""
     results: list[Any] = []
-    args = ["tail", "--url", mongodb_url, "--db", db_name, "-n", "0", "--json", "--timeout", "3", "--interval", "0.2"]
+    args = ["tail", "--url", mongodb_url, "--db", db_name, "-n", "0", "--json", "--for", "3", "--interval", "0.2"]
     thread = threading.Thread(target=lambda: results.append(CliRunner().invoke(app, args)))
     thread.start()
     time.sleep(1.0)
@@ -597,12 +601,13 @@ def test_doctor_reports_server_indexes_and_sizes(store: MongoDb, cli: Any) -> No
 
 def test_doctor_flags_a_missing_index(store: MongoDb, cli: Any, mongodb_url: str, db_name: str) -> None:
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
-    client[db_name]["agno_sessions"].drop_index("user_created")
+    client[db_name]["agno_sessions"].drop_index("runs_run_id")
     client.close()
     result = cli("doctor", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    assert report["problems"] == ["agno_sessions: index user_created missing"]
+    assert report["problems"] == ["agno_sessions: index runs_run_id missing"]
+    assert "runs_run_id" in {model.document["name"] for model in INDEXES["sessions"]}
 
 
 # --- odds and ends ------------------------------------------------------------------------------
@@ -643,3 +648,170 @@ def test_console_script_module_help() -> None:
     assert result.returncode == 0
     for command in ("sessions", "export", "metrics", "tail", "doctor"):
         assert command in result.stdout
+
+
+# --- where the data is: the examples' embedded server by default, MONGODB_URL / MONGODB_URI ---------
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_URL: dict[str, str | None] = {"MONGODB_URL": None, "MONGODB_URI": None, "AGNO_MONGO_DB": None}
+
+
+@pytest.mark.skipif(local.embedded_problem() is not None, reason=str(local.embedded_problem()))
+def test_without_a_url_the_cli_reads_what_the_example_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/storage.py with no MONGODB_URL writes to the embedded server's data file; the CLI with
+    no URL opens the same file and database, says so on stderr, and sees the conversation."""
+    env = {key: value for key, value in os.environ.items() if key not in NO_URL and key != "AGNO_MONGO_DATA"}
+    env.pop("OPENAI_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "storage.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner().invoke(app, ["sessions", "show", "fixed_id_for_demo", "--json"], env={**NO_URL})
+    assert shown.exit_code == 0, shown.output
+    assert [run["input"] for run in json.loads(shown.stdout)["runs"]] == [
+        "What was my last question?",
+        "What is the capital of France?",
+        "What was my last question?",
+    ]
+    assert shown.stderr.strip() == (
+        "using the embedded server on .agno_mongo/demo.sqlite, database agno_demo; set MONGODB_URL to use yours"
+    )
+    report = json.loads(CliRunner().invoke(app, ["metrics", "--json"], env={**NO_URL}).stdout)
+    assert [(a["component_id"], a["runs"]) for a in report["agents"]] == [("demo-agent", 3)]  # one fixed agent id
+
+
+def test_without_a_url_and_no_embedded_server_the_advice_names_mongodb_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    advice = local.embedded_problem(version=(3, 11), have_mongoeco=False)
+    assert advice is not None and "Python 3.13" in advice and "3.11" in advice
+    assert "MONGODB_URL" in advice and "MONGODB_URI" not in advice
+    assert local.embedded_problem(version=(3, 13), have_mongoeco=True) is None
+    monkeypatch.setattr(local, "embedded_problem", lambda: advice)
+    result = CliRunner().invoke(app, ["sessions", "list"], env={**NO_URL})
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Python 3.13" in result.output
+    as_json_error = CliRunner().invoke(app, ["sessions", "list", "--json"], env={**NO_URL})
+    assert as_json_error.exit_code == 2
+    assert json.loads(as_json_error.stdout) == {"error": f"no MongoDB URL given, and {advice}", "kind": "no_server"}
+
+
+def test_mongodb_uri_is_an_alias_of_mongodb_url(store: MongoDb, mongodb_url: str, db_name: str) -> None:
+    assert local.env_url({"MONGODB_URI": " u "}) == "u"
+    assert local.env_url({"MONGODB_URL": "a", "MONGODB_URI": "b"}) == "a"
+    assert local.env_url({"MONGODB_URL": " "}) is None
+    env = {**NO_URL, "MONGODB_URI": mongodb_url}
+    result = CliRunner().invoke(app, ["sessions", "list", "--db", db_name, "--json"], env=env)
+    assert result.exit_code == 0 and json.loads(result.stdout)["total"] == 5 and result.stderr == ""
+
+
+# --- errors: one line, or JSON with --json ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["mongodb://127.0.0.1:99999", "mongodb://127.0.0.1:abc", "not a url"])
+def test_a_bad_url_is_one_line_or_json(url: str) -> None:
+    result = CliRunner().invoke(app, ["sessions", "list", "--url", url])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: bad MongoDB URL") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
+    as_json_error = CliRunner().invoke(app, ["sessions", "list", "--url", url, "--json"])
+    assert as_json_error.exit_code == 2 and as_json_error.stderr == ""
+    answer = json.loads(as_json_error.stdout)
+    assert answer["kind"] == "bad_url" and answer["error"].startswith("bad MongoDB URL")
+
+
+def test_timeout_is_what_the_driver_waits() -> None:
+    """``--timeout`` reaches PyMongo: the message quotes the wait PyMongo itself reports."""
+    result = CliRunner().invoke(app, ["sessions", "list", "--url", "mongodb://127.0.0.1:1", "--timeout", "0.3"])
+    assert result.exit_code == 1 and "cannot reach MongoDB at mongodb://127.0.0.1:1 within 0.3 s" in result.output
+    as_json_error = CliRunner().invoke(app, ["doctor", "--url", "mongodb://127.0.0.1:1", "--timeout", "0.25", "--json"])
+    assert as_json_error.exit_code == 1
+    answer = json.loads(as_json_error.stdout)
+    assert answer["kind"] == "unreachable" and "within 0.25 s" in answer["error"]
+
+
+def test_usage_errors_are_json_with_json(store: MongoDb, cli: Any) -> None:
+    result = cli("sessions", "list", "--json", "--since", "last tuesday")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["kind"] == "usage"
+    missing = cli("sessions", "show", "nope", "--json")
+    assert missing.exit_code == 1 and json.loads(missing.stdout) == {"error": "no session 'nope'", "kind": "not_found"}
+
+
+def test_help_does_not_import_agno_or_pymongo() -> None:
+    """``agno-mongo --help`` loads Typer and the CLI's light modules only (no timing asserted)."""
+    probe = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from agno_mongo.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0 and 'sessions' in result.stdout\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'agno', 'pymongo', 'agno_mongo'})))\n"
+    )
+    base = subprocess.run(
+        [sys.executable, "-c", "import sys, agno_mongo; print('agno' in sys.modules)"], capture_output=True, text=True
+    )
+    if base.stdout.strip() == "True":
+        pytest.xfail("agno_mongo/__init__.py imports agno_mongo.db (so agno) eagerly; the CLI package itself does not")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["agno_mongo"]
+
+
+# --- seed, dashboard port ---------------------------------------------------------------------------
+
+
+def test_seed_writes_the_readme_tour(mongodb_url: str, db_name: str, tmp_path: Path) -> None:
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "--url", mongodb_url, "--db", db_name], env={"COLUMNS": "200"})
+
+    seeded = run("seed", "--json")
+    assert seeded.exit_code == 0, seeded.output
+    assert json.loads(seeded.stdout)["runs"] == 6
+    assert run("seed").exit_code == 0  # fixed ids: seeding again rewrites the same sessions
+    alice = json.loads(run("sessions", "list", "--user", "alice", "--json").stdout)
+    assert alice["total"] == 2 and {s["session_id"] for s in alice["sessions"]} == {"trip-lisbon", "taxes-2026"}
+    exported = run("export", "few-shot", "--completed-only", "--out", str(tmp_path / "train.jsonl"))
+    assert "5 examples from 6 runs in 4 sessions (skipped: 1 not completed)" in exported.stderr
+
+
+def test_dashboard_says_the_port_is_taken_before_any_url(mongodb_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["dashboard", "--url", mongodb_url, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output and "http://" not in result.output
+
+
+# --- bounded reads: the metrics window, tail's polls --------------------------------------------------
+
+
+def test_metrics_reads_only_sessions_written_in_the_window(store: MongoDb, mongodb_url: str, db_name: str) -> None:
+    """A session last written before the window is not read at all; one written in it brings only
+    its runs created in the window."""
+    from agno_mongo import drivers
+    from agno_mongo.cli.metrics import metrics_from_runs, window, window_plan
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
+    client[db_name]["agno_sessions"].update_one({"_id": "trip-lisbon"}, {"$set": {"updated_at": NOW - 3 * DAY + 60}})
+    client.close()
+    start, end = NOW - DAY - 60, NOW + 60
+    documents = drivers.run_sync(store, window_plan(Filters(), start, end))
+    runs = {document["_id"]: [run["run_id"] for run in document["runs"]] for document in documents}
+    assert "trip-lisbon" not in runs and runs["taxes"] == []  # taxes: written now, its run is 2 days old
+    assert runs["birthday"] == ["birthday-0", "birthday-1"] and runs["team-1"] == ["team-1-0"]
+    first, last = window(NOW - DAY, None, NOW)
+    assert metrics_from_runs(store, Filters(), first, last)["totals"]["runs"] == 4
+
+
+def test_tail_polls_only_sessions_written_since_the_last_poll() -> None:
+    plan = poll_plan(Filters(user="carol"), "refund", 1000, 50)
+    command = next(plan)
+    assert command.collection == "sessions" and command.op == "aggregate"
+    match = {"updated_at": {"$gte": 1000}, "user_id": "carol", "_id": "refund"}
+    assert command.kwargs["pipeline"][0] == {"$match": match}

@@ -103,11 +103,64 @@ def test_api_answers_from_mongodb(dashboard: str) -> None:
     listed = httpx.get(f"{dashboard}/api/sessions", params={"q": "lisbon"}).json()
     assert listed["total"] == 1 and listed["sessions"][0]["session_id"] == "session-0"
     shown = httpx.get(f"{dashboard}/api/sessions/session-2").json()
-    assert [t["input"] for t in shown["turns"]] == [f"Question {j} about Birthday ideas" for j in range(3)]
+    assert [t["input"] for t in shown["runs"]] == [f"Question {j} about Birthday ideas" for j in range(3)]
     assert httpx.get(f"{dashboard}/api/sessions/nope").status_code == 404
-    stats = httpx.get(f"{dashboard}/api/stats").json()
-    assert [row["runs"] for row in stats] == [1, 2, 3]
-    assert [row["tokens"] for row in stats] == [15, 25 + 15, 35 + 25 + 15]
+    assert httpx.get(f"{dashboard}/api/stats").json() == []  # nothing calculated yet, and a GET does not
+    refreshed = httpx.post(f"{dashboard}/api/stats/refresh").json()
+    assert refreshed == httpx.get(f"{dashboard}/api/stats").json()
+    assert [row["runs"] for row in refreshed] == [1, 2, 3]
+    assert [row["tokens"] for row in refreshed] == [15, 25 + 15, 35 + 25 + 15]
+
+
+def test_transcript_is_the_cli_transcript(dashboard: str, mongodb_url: str, db_name: str) -> None:
+    """One shaping: the dashboard answers exactly what ``agno-mongo sessions show --json`` prints."""
+    import json
+
+    import httpx
+    from typer.testing import CliRunner
+
+    from agno_mongo.cli import app
+
+    shown = CliRunner().invoke(app, ["sessions", "show", "session-1", "--json", "--url", mongodb_url, "--db", db_name])
+    assert httpx.get(f"{dashboard}/api/sessions/session-1").json() == json.loads(shown.stdout)
+
+
+def test_search_matches_names_session_ids_and_user_ids(dashboard: str) -> None:
+    import httpx
+
+    def found(query: str) -> list[str]:
+        return [
+            row["session_id"] for row in httpx.get(f"{dashboard}/api/sessions", params={"q": query}).json()["sessions"]
+        ]
+
+    assert found("BOB") == ["session-2"]  # the user id, any case
+    assert found("ssion-1") == ["session-1"]  # part of a session id
+    assert found("tax") == ["session-1"]  # the name
+    assert found("alice") == ["session-1", "session-0"]  # last updated first
+    assert found("a.*") == []  # text, not a pattern
+
+
+def test_reading_the_dashboard_writes_nothing(mongodb_url: str, db_name: str) -> None:
+    """Every GET reads only, on a store that would otherwise create indexes on first use (the metrics
+    collection here has none yet); the refresh POST is the one that writes."""
+    from fastapi.testclient import TestClient
+    from pymongo import MongoClient
+
+    from tests.conftest import Commands
+
+    seed(MongoDb(db_url=mongodb_url, db_name=db_name))
+    commands = Commands()
+    db = MongoDb(db_client=MongoClient(mongodb_url, event_listeners=[commands]), db_name=db_name)
+    client = TestClient(build_app(db))
+    writes = {"insert", "update", "delete", "findAndModify", "createIndexes", "bulkWrite", "drop", "create"}
+    try:
+        for path in ("/", "/api/sessions", "/api/sessions?q=bob", "/api/sessions/session-0", "/api/stats"):
+            assert client.get(path).status_code == 200
+        assert commands.names and not writes & set(commands.names), commands.names
+        assert client.post("/api/stats/refresh").status_code == 200
+        assert writes & set(commands.names)
+    finally:
+        db.db_client.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (apt-get install chromium)")
@@ -126,13 +179,23 @@ def test_dashboard_in_headless_chromium(dashboard: str) -> None:
         page.wait_for_function("document.querySelectorAll('#rows tr').length === 1")
         assert "Tax questions" in (page.text_content("#rows") or "")
 
+        page.fill("#search", "bob")
+        page.wait_for_function("document.querySelectorAll('#rows tr').length === 1")
         page.fill("#search", "")
         page.wait_for_function("document.querySelectorAll('#rows tr').length === 3")
         page.click("text=Birthday ideas")
         page.wait_for_selector(".turn")
         assert page.locator(".turn").count() == 3
         assert "Answer 2 about Birthday ideas" in (page.text_content("#transcript") or "")
+        assert page.url.endswith("?session=session-2")
+        assert page.locator("svg.runs rect").count() == 0  # no stored metrics until Refresh
+        page.click("#refresh")
+        page.wait_for_selector("svg.runs rect")
         assert page.locator("svg.runs rect").count() == 3
+        direct = browser.new_page()
+        direct.goto(f"{dashboard}/?session=session-1")
+        direct.wait_for_selector(".turn")
+        assert "Tax questions" in (direct.text_content("#title") or "")
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000

@@ -255,4 +255,4 @@ async def test_indexes_are_created_once(store: Store) -> None:
     await call(store.db.get_eval_run("e1"))
     assert store.commands.names.count("createIndexes") == 1
     names = {index["name"] for index in store.raw.agno_eval_runs.list_indexes()}
-    assert {"created", "user_created", "agent_created", "team_created"} <= names
+    assert {"created_id", "user_created_id", "agent_created_id", "team_created_id"} <= names

@@ -251,12 +251,12 @@ def test_doctor_create_indexes_builds_every_index_and_keeps_the_ttl(mongodb_url:
     seeded.upsert_session(agent_session("s1"))
     seeded.close()
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
-    client[db_name]["agno_sessions"].drop_index("user_created")
+    client[db_name]["agno_sessions"].drop_index("user_created_id")
     runner = CliRunner()
     args = ["--url", mongodb_url, "--db", db_name, "--json"]
     before = runner.invoke(app, ["doctor", *args])
     assert before.exit_code == 1
-    assert json.loads(before.stdout)["problems"] == ["agno_sessions: index user_created missing"]
+    assert json.loads(before.stdout)["problems"] == ["agno_sessions: index user_created_id missing"]
     result = runner.invoke(app, ["doctor", "--create-indexes", *args])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -267,7 +267,7 @@ def test_doctor_create_indexes_builds_every_index_and_keeps_the_ttl(mongodb_url:
     sessions = next(c for c in report["collections"] if c["role"] == "sessions")
     assert sessions["session_ttl_seconds"] == 3600 and sessions["extra"] == []
     info = client[db_name]["agno_sessions"].index_information()
-    assert "user_created" in info and info[TTL_INDEX_NAME]["expireAfterSeconds"] == 3600
+    assert "user_created_id" in info and info[TTL_INDEX_NAME]["expireAfterSeconds"] == 3600
     client.close()
     text = runner.invoke(app, ["doctor", "--create-indexes", *args[:-1]], env={"COLUMNS": "200"})
     assert text.exit_code == 0, text.output

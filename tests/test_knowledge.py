@@ -223,7 +223,7 @@ async def test_indexes_are_created_once(store: Store) -> None:
     await call(store.db.get_knowledge_contents(linked_to="kb"))
     await call(store.db.get_knowledge_content("k1"))
     assert store.commands.names.count("createIndexes") == 1
-    assert "linked_created" in {index["name"] for index in store.raw.agno_knowledge.list_indexes()}
+    assert "linked_created_id" in {index["name"] for index in store.raw.agno_knowledge.list_indexes()}
 
 
 # --- agno's real Knowledge on top of our class ------------------------------------------------

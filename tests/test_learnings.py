@@ -245,4 +245,4 @@ async def test_indexes_are_created_once(store: Store) -> None:
     await call(store.db.list_learnings(user_id="alice"))
     assert store.commands.names.count("createIndexes") == 1
     names = {index["name"] for index in store.raw.agno_learnings.list_indexes()}
-    assert {"type_user_updated", "user_updated"} <= names
+    assert {"type_user_updated_id", "user_updated_id"} <= names

@@ -71,7 +71,7 @@ async def test_each_call_is_one_command(store: Store) -> None:
         ("get_user_memory", ("m1",), ["find"]),
         ("get_user_memories", (), ["find"]),
         ("get_user_memory_stats", (), ["aggregate"]),
-        ("get_all_memory_topics", (), ["distinct"]),
+        ("get_all_memory_topics", (), ["aggregate"]),
         ("delete_user_memory", ("m1",), ["delete"]),
         ("clear_memories", (), ["delete"]),
     ]:
@@ -274,4 +274,4 @@ async def test_indexes_are_created_once(store: Store) -> None:
     await call(store.db.get_user_memory_stats())
     assert store.commands.names.count("createIndexes") == 1
     names = {index["name"] for index in store.raw.agno_memories.list_indexes()}
-    assert {"user_created", "user_updated"} <= names
+    assert {"user_created_id", "user_updated_id"} <= names

@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
 from agno_mongo.ops import runs, sessions
-from agno_mongo.schema.codec import WRITE_TOKEN
+from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN
 from tests import plans
 
 BUDGET = 10_000
@@ -36,28 +36,38 @@ def test_new_run_is_one_guarded_push() -> None:
     assert new is True and len(commands) == 1
     (push,) = commands
     assert push.op == "update_one" and push.kwargs["upsert"] is True
+    revision = push.kwargs["update"]["$set"]["rev"]
     assert push.kwargs["filter"] == {
         "_id": "s1",
         "user_id": {"$in": ["alice", None]},
         "runs.run_id": {"$ne": "r1"},
         "spilled.ids": {"$ne": "r1"},
         "runs_bytes": {"$not": {"$gt": BUDGET - len(push.kwargs["update"]["$push"]["runs"].raw)}},
+        "rev": {"$not": {"$gte": revision}},  # written at a revision past the session's
     }
+    assert push.kwargs["update"]["$set"]["rev"] == revision
     sent = dict(push.kwargs["update"]["$push"]["runs"])  # encoded once, sent as raw BSON
-    assert len(sent.pop(WRITE_TOKEN)) == 16 and sent == RUN  # with a fresh write token
+    assert len(sent.pop(WRITE_TOKEN)) == 16 and sent.pop(RUN_REV) == revision and sent == RUN
 
 
 def test_known_run_is_one_positional_set() -> None:
     plan = runs.upsert_run_plan("s1", "alice", RUN, "agent", 100, budget=BUDGET, likely_exists=True)
     commands, new = drive(plan, [matched(1)])
-    sent = [dict(c.kwargs["update"]["$set"]["runs.$"]) for c in commands]
-    assert new is False and [{k: v for k, v in run.items() if k != WRITE_TOKEN} for run in sent] == [RUN]
+    assert new is False and len(commands) == 1
+    (replace,) = commands
+    assert replace.kwargs["filter"]["runs.run_id"] == "r1" and "rev" not in replace.kwargs["filter"]
+    advance, rewrite = replace.kwargs["update"]  # a pipeline: advance rev, then stamp the run with it
+    assert "rev" in advance["$set"]
+    stamped = rewrite["$set"]["runs"]["$map"]["in"]["$cond"][1]["$mergeObjects"]
+    assert stamped[1] == {RUN_REV: "$rev"}
+    sent = dict(stamped[0]["$literal"])  # the run, sent once, as a literal (no "$" in it is a path)
+    assert {k: v for k, v in sent.items() if k not in (WRITE_TOKEN, RUN_REV)} == RUN
 
 
 def test_push_refused_then_set_lands_means_the_run_existed() -> None:
     plan = runs.upsert_run_plan("s1", "alice", RUN, "agent", 100, budget=BUDGET, likely_exists=False)
     commands, new = drive(plan, [DuplicateKeyError("dup"), matched(1)])
-    assert new is False and "$push" in commands[0].kwargs["update"] and "runs.$" in commands[1].kwargs["update"]["$set"]
+    assert new is False and "$push" in commands[0].kwargs["update"] and isinstance(commands[1].kwargs["update"], list)
 
 
 def test_another_owner_is_refused_after_one_read() -> None:
@@ -131,7 +141,15 @@ def test_upsert_session_is_one_find_and_modify_with_the_owner_in_the_filter() ->
     assert command.op == "find_one_and_update" and command.kwargs["upsert"] is True
     assert command.kwargs["filter"] == {"_id": "s1", "user_id": {"$in": ["alice", None]}}
     on_insert = command.kwargs["update"]["$setOnInsert"]
-    assert on_insert == {"created_at": 100, "runs": [], "spilled": [], "spill_rev": 0, "inc": on_insert["inc"]}
+    assert on_insert == {
+        "created_at": 100,
+        "runs": [],
+        "spilled": [],
+        "spill_rev": 0,
+        "inc": on_insert["inc"],
+        "shape": on_insert["shape"],
+    }
+    assert command.kwargs["update"]["$inc"] == {"rev": 1}  # every write advances the revision
     assert on_insert["inc"] != sessions.upsert_session(fields, 100).kwargs["update"]["$setOnInsert"]["inc"]
     assert command.kwargs["update"]["$set"]["session_data"] == {"a": 1}
     assert "runs" not in command.kwargs["update"]["$set"]

@@ -103,7 +103,7 @@ async def test_indexes_are_created_once_per_process(store: Store) -> None:
     await call(store.db.get_sessions())
     assert store.commands.names.count("createIndexes") == 1
     names = {index["name"] for index in store.raw.agno_sessions.list_indexes()}
-    assert {"runs_run_id", "user_created", "type_created"} <= names
+    assert {"runs_run_id", "user_created_id", "created_id"} <= names
 
 
 async def test_runs_limit_returns_latest_context_runs_in_order(store: Store) -> None:

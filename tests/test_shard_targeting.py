@@ -39,6 +39,7 @@ from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.domains import DOMAINS, plans
 from agno_mongo.ops.command import Atomically, Command, Pause, Plan, ReplyLost
 from agno_mongo.schema.codec import WRITE_TOKEN
+from agno_mongo.session_cache import SessionCache
 
 # --- the table ------------------------------------------------------------------------------------------
 
@@ -254,7 +255,12 @@ def collect(plan: Plan[Any], answer: Answerer, limit: int = 300) -> tuple[list[C
 
 def contract_self() -> SimpleNamespace:
     """What the contract methods read from ``self``."""
-    return SimpleNamespace(_names=defaultdict(lambda: "collection"), max_runs_bytes=4096, _run_hints=RunHints())
+    return SimpleNamespace(
+        _names=defaultdict(lambda: "collection"),
+        max_runs_bytes=4096,
+        _run_hints=RunHints(),
+        _session_cache=SessionCache(),
+    )
 
 
 # --- arguments for the methods whose required parameters are records -------------------------------------
@@ -477,11 +483,14 @@ OVERFLOWED_STATE = {**FULL_STATE, "runs": [stored_run(5)], "runs_bytes": 800, "s
 
 
 def is_push(command: Command) -> bool:
-    return command.op == "update_one" and "$push" in command.kwargs.get("update", {})
+    update = command.kwargs.get("update", {})
+    return command.op == "update_one" and isinstance(update, dict) and "$push" in update
 
 
 def is_set_run(command: Command) -> bool:
-    return command.op == "update_one" and "runs.$" in command.kwargs.get("update", {}).get("$set", {})
+    """The in-place rewrite of an embedded run: a pipeline update filtered on the run's id."""
+    update = command.kwargs.get("update")
+    return command.op == "update_one" and isinstance(update, list) and "runs.run_id" in command.kwargs["filter"]
 
 
 def slow_path(state: dict[str, Any], commit: Any) -> Answerer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from agno.agent import Agent
 from agno.db.in_memory import InMemoryDb
 from agno.models.openai import OpenAIChat
 from agno.run.agent import RunContentEvent
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
+from pymongo.collection import Collection
 
 import agno_mongo.testing.server as server_module
 from agno_mongo.testing import (
@@ -141,3 +143,123 @@ async def test_local_openai_server_answers_openai_chat_through_an_agent() -> Non
         assert [m["role"] for m in requests[-1]["messages"]].count("user") == 4
     with pytest.raises(RuntimeError, match="not running"):
         _ = srv.base_url
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cursor batches: the embedded server batches as MongoDB does (agno_mongo.testing.batches). These tests hold for
+# a real server too (MONGODB_URI), which is the point: command counts measured here are the production ones.
+# --------------------------------------------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+class Batches(monitoring.CommandListener):
+    """Records each cursor command and the size of the batch it answered: [("find", 101, open), ...]."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, bool]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor")
+        if isinstance(cursor, dict):
+            batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
+            self.seen.append((event.command_name, len(batch), cursor["id"] != 0))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def batched(mongodb_url: str, db_name: str) -> Iterator[tuple[Collection[dict[str, Any]], Batches]]:
+    """A collection on the test server and a listener on its client."""
+    listener = Batches()
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        mongodb_url, serverSelectionTimeoutMS=5000, event_listeners=[listener]
+    )
+    try:
+        yield client[db_name].docs, listener
+    finally:
+        client.close()
+
+
+def _insert_small(collection: Collection[dict[str, Any]], count: int) -> None:
+    collection.insert_many([{"_id": i, "text": f"document {i}"} for i in range(count)])
+
+
+def test_find_sends_get_more_after_101_documents(batched: tuple[Collection[dict[str, Any]], Batches]) -> None:
+    collection, listener = batched
+    _insert_small(collection, 250)
+    listener.seen.clear()
+    assert [d["_id"] for d in collection.find().sort("_id", 1)] == list(range(250))
+    assert listener.seen == [("find", 101, True), ("getMore", 149, False)]
+
+
+def test_aggregate_sends_get_more_after_101_documents(batched: tuple[Collection[dict[str, Any]], Batches]) -> None:
+    collection, listener = batched
+    _insert_small(collection, 250)
+    listener.seen.clear()
+    assert len(list(collection.aggregate([{"$match": {}}]))) == 250
+    assert listener.seen == [("aggregate", 101, True), ("getMore", 149, False)]
+
+
+def test_batch_size_is_honoured(batched: tuple[Collection[dict[str, Any]], Batches]) -> None:
+    collection, listener = batched
+    _insert_small(collection, 250)
+    listener.seen.clear()
+    assert len(list(collection.find(batch_size=100))) == 250
+    assert listener.seen == [("find", 100, True), ("getMore", 100, True), ("getMore", 50, False)]
+
+
+def test_limit_within_first_batch_is_one_batch_and_closes_the_cursor(
+    batched: tuple[Collection[dict[str, Any]], Batches],
+) -> None:
+    collection, listener = batched
+    _insert_small(collection, 250)
+    listener.seen.clear()
+    assert len(list(collection.find(limit=50))) == 50
+    assert collection.find_one({"_id": 7}) == {"_id": 7, "text": "document 7"}
+    assert listener.seen == [("find", 50, False), ("find", 1, False)]
+
+
+def test_batches_are_capped_at_16_mib(batched: tuple[Collection[dict[str, Any]], Batches]) -> None:
+    collection, listener = batched
+    for i in range(3):
+        collection.insert_one({"_id": i, "blob": "x" * (7 * MiB)})
+    listener.seen.clear()
+    assert [d["_id"] for d in collection.find().sort("_id", 1)] == [0, 1, 2]
+    # Two 7 MiB documents fit in 16 MiB, a third does not: it waits for the getMore.
+    assert listener.seen == [("find", 2, True), ("getMore", 1, False)]
+
+
+def test_get_more_without_batch_size_fills_16_mib(batched: tuple[Collection[dict[str, Any]], Batches]) -> None:
+    collection, listener = batched
+    for i, mib in enumerate([7, 7, 7, 7, 7, 10]):
+        collection.insert_one({"_id": i, "blob": "x" * (mib * MiB)})
+    listener.seen.clear()
+    # batchSize 0: the cursor opens empty, and each getMore (sent without batchSize) takes what fits in 16 MiB:
+    # 7 + 7, 7 + 7, then 7 alone (7 + 10 > 16), then the 10 MiB document.
+    found = list(collection.aggregate([{"$sort": {"_id": 1}}], batchSize=0))
+    assert [d["_id"] for d in found] == [0, 1, 2, 3, 4, 5]
+    assert listener.seen == [
+        ("aggregate", 0, True),
+        ("getMore", 2, True),
+        ("getMore", 2, True),
+        ("getMore", 1, True),
+        ("getMore", 1, False),
+    ]
+
+
+@needs_mongoeco
+def test_embedded_server_can_keep_mongoecos_one_batch() -> None:
+    with EmbeddedServer(mongodb_batches=False) as server:
+        listener = Batches()
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            server.url, serverSelectionTimeoutMS=5000, event_listeners=[listener]
+        )
+        _insert_small(client.app.docs, 250)
+        assert len(list(client.app.docs.find())) == 250
+        assert listener.seen == [("find", 250, False)]
+        client.close()

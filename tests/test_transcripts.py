@@ -167,7 +167,7 @@ async def test_commands_per_call(store: Store) -> None:
     for method, args, name in [
         ("get_transcript_entries", (F, P, "s1"), "find"),
         ("list_transcript_sessions", (F, P), "aggregate"),
-        ("list_transcript_subpaths", (F, P, "s1"), "distinct"),
+        ("list_transcript_subpaths", (F, P, "s1"), "aggregate"),
         ("delete_transcript", (F, P, "s1"), "delete"),
     ]:
         store.commands.clear()

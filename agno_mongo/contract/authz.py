@@ -185,9 +185,9 @@ class AuthzContract:
 
     def list_authz_roles(self) -> Plan[list[str]]:
         """Every role known to policy or to assignments, sorted."""
-        with_policy: list[Any] = yield ops.roles_with_policy()
-        held: list[Any] = yield ops.held_roles()
-        return sorted({str(name) for name in with_policy} | {str(name) for name in held})
+        with_policy: list[dict[str, Any]] = yield ops.roles_with_policy()
+        held: list[dict[str, Any]] = yield ops.held_roles()
+        return sorted({str(document["_id"]) for document in [*with_policy, *held]})
 
     def delete_authz_role(self, role: str) -> Plan[None]:
         """Drop the role's policy, its assignments both ways and its metadata (ordered idempotent steps,

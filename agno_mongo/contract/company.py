@@ -341,7 +341,8 @@ class CompanyContract:
                         }
                     },
                     {"$group": {"_id": "$product_id", "total": {"$sum": 1}}},
-                ]
+                ],
+                "allowDiskUse": True,
             },
         )
         tasks = yield Command(
@@ -358,7 +359,8 @@ class CompanyContract:
                         }
                     },
                     {"$group": {"_id": {"parent": "$product_id", "status": "$status"}, "total": {"$sum": 1}}},
-                ]
+                ],
+                "allowDiskUse": True,
             },
         )
         for row in projects:
@@ -480,7 +482,8 @@ class CompanyContract:
                         }
                     },
                     {"$group": {"_id": {"parent": "$project_id", "status": "$status"}, "total": {"$sum": 1}}},
-                ]
+                ],
+                "allowDiskUse": True,
             },
         )
         for row in rows:

@@ -16,7 +16,7 @@ from agno_mongo.contract.checks import check_id, check_owner, check_page, check_
 from agno_mongo.errors import KnowledgeOwnershipError
 from agno_mongo.ops import knowledge as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.sessions import listing_sort, page_of
 from agno_mongo.schema.knowledge import KnowledgeFields, knowledge_out
 
 KNOWLEDGE_SORT_FIELDS = {
@@ -77,7 +77,7 @@ class KnowledgeContract:
             None if linked_to is None else check_str("linked_to", linked_to), check_owner("user_id", user_id)
         )
         field, direction = check_sort(sort_by, sort_order, KNOWLEDGE_SORT_FIELDS)
-        sort = DEFAULT_ORDER if field is None else [(field, direction), ("_id", direction)]
+        sort = DEFAULT_ORDER if field is None else listing_sort(field, direction, id_field="id")
         page_limit, skip = check_page(limit, page)
         documents, total = yield from page_of(ops.KNOWLEDGE, query, sort, page_limit, skip, None, count=True)
         return [knowledge_out(document) for document in documents], int(total or 0)

@@ -92,6 +92,8 @@ def check_optional_dict(name: str, value: object) -> dict[str, Any] | None:
 class LearningContract:
     """The learnings part of agno's ``BaseDb`` contract, as plans."""
 
+    _names: dict[str, str]
+
     def get_learning(
         self,
         learning_type: str,
@@ -300,7 +302,7 @@ class LearningContract:
         field, direction = sort_or_default(sort_by, sort_order, LEARNING_SORT_FIELDS, "updated_at")
         page_limit, skip = check_page(limit, page)
         query = ops.learning_filter(values, include_global=include_global)
-        sort = [(field, direction), ("_id", direction)]
+        sort = ops.listing_sort(field, direction)
         documents, total = yield from page_of(
             ops.LEARNINGS, query, sort, page_limit, skip, ops.WITHOUT_SEARCH_TEXT, count=True
         )
@@ -320,5 +322,7 @@ class LearningContract:
         check_owner("user_id", user_id)
         field, direction = sort_or_default(sort_by, sort_order, STATS_SORT_FIELDS, "last_learning_updated_at")
         page_limit, skip = check_page(limit, page)
-        result = yield from ops.learning_user_stats(learning_type, user_id, field, direction, page_limit, skip)
+        result = yield from ops.learning_user_stats(
+            learning_type, user_id, field, direction, page_limit, skip, self._names[ops.LEARNINGS]
+        )
         return result

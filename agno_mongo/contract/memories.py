@@ -26,7 +26,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import memories as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.sessions import listing_sort, page_of
 from agno_mongo.schema.memories import MemoryFields, memory_out
 
 MEMORY_SORT_FIELDS = {
@@ -55,6 +55,8 @@ def check_topics(topics: object) -> list[str] | None:
 
 class MemoryContract:
     """The user memory part of agno's ``BaseDb`` contract, as plans."""
+
+    _names: dict[str, str]
 
     def upsert_user_memory(self, memory: UserMemory, deserialize: bool | None = True) -> Plan[Any]:
         """Create or update one memory in one command; ``None`` if another user owns its id.
@@ -123,7 +125,7 @@ class MemoryContract:
             search_content=None if search_content is None else check_str("search_content", search_content),
         )
         field, direction = check_sort(sort_by, sort_order, MEMORY_SORT_FIELDS)
-        sort = DEFAULT_ORDER if field is None else [(field, direction), ("_id", direction)]
+        sort = DEFAULT_ORDER if field is None else listing_sort(field, direction, id_field="memory_id")
         page_limit, skip = check_page(limit, page)
         documents, total = yield from page_of(ops.MEMORIES, query, sort, page_limit, skip, None, count=not deserialize)
         if deserialize:
@@ -139,14 +141,15 @@ class MemoryContract:
         """
         check_owner("user_id", user_id)
         page_limit, skip = check_page(limit, page)
-        result = yield from ops.memory_stats(user_id, page_limit, skip)
+        result = yield from ops.memory_stats(user_id, page_limit, skip, self._names[ops.MEMORIES])
         return result
 
     def get_all_memory_topics(self, user_id: str | None = None) -> Plan[list[str]]:
-        """Every topic in use (one ``distinct``), only the caller's when ``user_id`` is given."""
+        """Every topic in use (one ``aggregate`` grouping by topic, read through its cursor), only
+        the caller's when ``user_id`` is given."""
         check_owner("user_id", user_id)
-        topics: list[Any] = yield ops.memory_topics(user_id)
-        return [topic for topic in topics if isinstance(topic, str) and topic]
+        topics: list[dict[str, Any]] = yield ops.memory_topics(user_id)
+        return [topic["_id"] for topic in topics if isinstance(topic.get("_id"), str) and topic["_id"]]
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> Plan[None]:
         """Delete one memory; with ``user_id``, only if it is that user's."""

@@ -49,7 +49,7 @@ class MetricsContract:
         Three commands for any number of sessions and days (four when a long session's runs
         overflowed): where to resume, the totals per day and owner, one bulk of upserts.
         """
-        return (yield from ops.calculate_metrics_plan(self._names[ops.METRICS], now()))
+        return (yield from ops.calculate_metrics_plan(self._names[ops.METRICS], now(), self._names["overflow"]))
 
     def get_metrics(
         self,

@@ -37,6 +37,7 @@ from agno_mongo.ops import transcripts as transcript_ops
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.schema.codec import decode_run, encode_run
 from agno_mongo.schema.session import SessionDocument, SessionFields, reading, run_to_dict
+from agno_mongo.session_cache import SessionCache
 
 SESSION_SORT_FIELDS = {
     "created_at",
@@ -126,10 +127,30 @@ class RunHints:
         self._seen.pop(key, None)
 
 
+def read_whole_session(cache: SessionCache, session_id: str, user_id: str | None) -> Plan[dict[str, Any] | None]:
+    """The whole session, current: one command that sends the revision this instance holds,
+    answered with only what changed since (see :mod:`agno_mongo.session_cache`)."""
+    for _ in range(3):
+        base = cache.base(session_id) if cache.enabled else None
+        markers = None if base is None else (base.rev, base.inc, base.shape)
+        answer, delta = yield from ops.cached_session(session_id, user_id, markers)
+        if answer is None:
+            return None
+        if not delta:
+            return cache.store(session_id, answer)
+        assert base is not None
+        merged = cache.merge(session_id, base, answer)
+        if merged is not None:
+            return merged
+    cache.drop(session_id)  # other threads of this instance keep replacing it: read it whole
+    return (yield from ops.whole_session({"_id": session_id, **ops.scope_filter(user_id)}))
+
+
 class SessionContract:
     """The session and run half of agno's ``BaseDb`` contract, as plans."""
 
     _run_hints: RunHints
+    _session_cache: SessionCache
     _names: dict[str, str]
     max_runs_bytes: int
 
@@ -180,7 +201,10 @@ class SessionContract:
         check_owner("user_id", user_id)
         kind = check_session_type(session_type)
         check_int("runs_limit", runs_limit, minimum=0)
-        document = yield from ops.get_session(session_id, user_id, runs_limit)
+        if runs_limit is None:
+            document = yield from read_whole_session(self._session_cache, session_id, user_id)
+        else:
+            document = yield from ops.get_session(session_id, user_id, runs_limit)
         return None if document is None else session_out(document, kind, deserialize)
 
     def get_sessions(
@@ -209,7 +233,7 @@ class SessionContract:
             end_timestamp=check_int("end_timestamp", end_timestamp),
         )
         field, direction = check_sort(sort_by, sort_order, SESSION_SORT_FIELDS)
-        sort = [(field or "created_at", direction), ("_id", direction)]
+        sort = ops.listing_sort(field or "created_at", direction)
         page_limit, skip = check_page(limit, page)
         projection = ops.INTERNAL if include_runs else {"runs": False, "spilled": False, **ops.INTERNAL}
         documents, total = yield from ops.page_of(
@@ -249,6 +273,7 @@ class SessionContract:
         check_id("session_id", session_id)
         check_owner("user_id", user_id)
         deleted, cascade = yield from ops.delete_sessions([session_id], user_id)
+        self._session_cache.drop(session_id)
         yield from _delete_records_of(cascade)
         return bool(deleted)
 
@@ -258,6 +283,8 @@ class SessionContract:
         check_owner("user_id", user_id)
         if ids:
             _, cascade = yield from ops.delete_sessions(ids, user_id)
+            for session_id in ids:
+                self._session_cache.drop(session_id)
             yield from _delete_records_of(cascade)
         return None
 
@@ -301,6 +328,7 @@ class SessionContract:
         data = run_to_dict(run)
         key = (session_id, data["run_id"])
         stored = dict(encode_run(data))
+        cached = self._session_cache.base(session_id)
         yield from run_ops.upsert_run_plan(
             session_id,
             user_id,
@@ -308,8 +336,9 @@ class SessionContract:
             get_run_type(run),
             now(),
             budget=self.max_runs_bytes,
-            likely_exists=key in self._run_hints,
+            likely_exists=key in self._run_hints or self._session_cache.holds_run(session_id, data["run_id"]),
             run_index=run_index,
+            known_revision=None if cached is None else cached.rev,
         )
         self._run_hints.add(key)
         return None

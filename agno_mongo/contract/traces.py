@@ -25,6 +25,7 @@ from agno.utils.dttm import parse_datetime_utc
 from agno_mongo.contract.checks import check_id, check_int, check_owner, check_skip, check_str
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import traces as ops
+from agno_mongo.ops.aggregations import page_with_total
 from agno_mongo.ops.command import Plan
 from agno_mongo.schema.traces import SpanFields, TraceFields, as_utc, span_out, trace_out
 
@@ -158,7 +159,7 @@ class TraceContract:
             filter_expr_query(filter_expr),
         )
         size, skip = trace_page(limit, page, DEFAULT_TRACES_PAGE)
-        documents, total = yield from ops.traces_page(query, size, skip, self._names["spans"])
+        documents, total = yield from ops.traces_page(query, size, skip, self._names["spans"], self._names["traces"])
         return [trace_out(document) for document in documents], total
 
     def get_trace_stats(
@@ -198,8 +199,8 @@ class TraceContract:
             filter_expr_query(filter_expr),
         )
         size, skip = trace_page(limit, page, DEFAULT_TRACES_PAGE)
-        pipeline = ops.stats_pipeline(query, group_by, size, skip)
-        rows, total = yield from ops.facet(ops.TRACES, pipeline)
+        pipeline, groups = ops.stats_pipeline(query, group_by)
+        rows, total = yield from page_with_total(ops.TRACES, self._names["traces"], pipeline, groups, skip, size)
         return [stats_row(row, group_by) for row in rows], total
 
     # --- spans ----------------------------------------------------------------------------
@@ -282,7 +283,7 @@ class TraceContract:
             field if field in ops.SPAN_STAT_SORTS else "total_calls",
             1 if order == "asc" else -1,
         )
-        rows, total = yield from ops.span_stats_plan(pipeline, size, skip)
+        rows, total = yield from ops.span_stats_plan(pipeline, size, skip, self._names["spans"])
         return [span_stats_row(row) for row in rows], total
 
 

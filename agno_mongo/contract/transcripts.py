@@ -79,11 +79,12 @@ class TranscriptContract:
         return listed
 
     def list_transcript_subpaths(self, framework: str, project_key: str, session_id: str) -> Plan[list[str]]:
-        """The session's subagent transcript paths, sorted; one ``distinct``."""
+        """The session's subagent transcript paths, sorted; one ``aggregate`` (grouped by path)."""
         check_id("framework", framework)
         check_id("project_key", project_key)
         check_id("session_id", session_id)
-        values: list[Any] = yield ops.list_subpaths(framework, project_key, session_id)
+        groups: list[dict[str, Any]] = yield ops.list_subpaths(framework, project_key, session_id)
+        values: list[Any] = [group.get("_id") for group in groups]
         for value in values:
             if not isinstance(value, str):
                 raise CorruptDocumentError(ops.TRANSCRIPTS, None, "subpath", f"must be a string, got {value!r}")

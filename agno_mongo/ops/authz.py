@@ -32,6 +32,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, backoff
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS, DUPLICATE_KEY
 from agno_mongo.schema.codec import encode_fields
@@ -210,11 +211,22 @@ def name_is_role(name: str) -> Command:
 
 
 def roles_with_policy() -> Command:
-    return Command(NAMES, "distinct", {"key": "_id", "filter": HAS_POLICY})
+    """One ``find`` (a cursor, not a ``distinct``: its one-document answer stops at 16 MiB): the
+    names carrying a policy, as ``{_id}`` documents."""
+    return Command(NAMES, "find", {"filter": HAS_POLICY, "projection": {"_id": True}})
 
 
 def held_roles() -> Command:
-    return Command(NAMES, "distinct", {"key": "roles", "filter": {"roles": {"$type": "string"}}})
+    """One ``aggregate`` (a cursor, not a ``distinct``): each role some name holds, once, as ``{_id}``."""
+    return aggregate(
+        NAMES,
+        [
+            {"$match": {"roles": {"$type": "string"}}},
+            {"$unwind": "$roles"},
+            {"$match": {"roles": {"$type": "string"}}},
+            {"$group": {"_id": "$roles"}},
+        ],
+    )
 
 
 def delete_role_plan(role: str) -> Plan[None]:
@@ -325,24 +337,21 @@ def page_nulls_last(
     if limit is not None:
         pipeline.append({"$limit": limit})
     pipeline.append({"$project": {"_null": False}})
-    return Command(collection, "aggregate", {"pipeline": pipeline})
+    return aggregate(collection, pipeline)
 
 
 def users_by_status() -> Command:
-    return Command(
+    return aggregate(
         USERS,
-        "aggregate",
-        {
-            "pipeline": [
-                {
-                    "$group": {
-                        "_id": None,
-                        "total": {"$sum": 1},
-                        "disabled": {"$sum": {"$cond": [{"$eq": ["$disabled", True]}, 1, 0]}},
-                    }
+        [
+            {
+                "$group": {
+                    "_id": None,
+                    "total": {"$sum": 1},
+                    "disabled": {"$sum": {"$cond": [{"$eq": ["$disabled", True]}, 1, 0]}},
                 }
-            ]
-        },
+            }
+        ],
     )
 
 
@@ -354,16 +363,13 @@ def users_by_day(starting_at: int | None, ending_before: int | None) -> Command:
     if ending_before is not None:
         bounds["$lt"] = ending_before
     day = {"$subtract": ["$created_at", {"$mod": ["$created_at", 86400]}]}
-    return Command(
+    return aggregate(
         USERS,
-        "aggregate",
-        {
-            "pipeline": [
-                {"$match": {"created_at": bounds} if bounds else {}},
-                {"$group": {"_id": day, "count": {"$sum": 1}}},
-                {"$sort": {"_id": ASCENDING}},
-            ]
-        },
+        [
+            {"$match": {"created_at": bounds} if bounds else {}},
+            {"$group": {"_id": day, "count": {"$sum": 1}}},
+            {"$sort": {"_id": ASCENDING}},
+        ],
     )
 
 

@@ -23,11 +23,17 @@ from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 EVALS = "evals"
 
 EVAL_INDEXES = [
-    # get_eval_runs: newest first, unfiltered or by owner / agent / team (AgentOS's evals page).
-    IndexModel([("created_at", DESCENDING)], name="created"),
-    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
-    IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)], name="agent_created"),
-    IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING)], name="team_created"),
+    # get_eval_runs sorts by (created_at, _id), newest first by default (AgentOS's evals page):
+    # unfiltered, by owner, by agent / team / workflow; model and eval type filter the walked range.
+    # They replace created, user_created, agent_created and team_created (no _id), which an older
+    # deployment can drop (docs/indexes.md).
+    IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="created_id"),
+    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="user_created_id"),
+    IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="agent_created_id"),
+    IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="team_created_id"),
+    IndexModel(
+        [("workflow_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="workflow_created_id"
+    ),
 ]
 
 

@@ -25,8 +25,13 @@ from agno_mongo.schema.knowledge import SCHEMA_VERSION, KnowledgeFields
 KNOWLEDGE = "knowledge"
 
 KNOWLEDGE_INDEXES = [
-    # Knowledge.get_content lists one instance's rows (linked_to) in creation order or by created_at.
-    IndexModel([("linked_to", ASCENDING), ("created_at", ASCENDING)], name="linked_created"),
+    # Knowledge.get_content lists one instance's rows (linked_to; all rows when it has no name) by
+    # (created_at or updated_at, _id), either direction; the owner scope filters the walked range.
+    # They replace linked_created (no _id), which an older deployment can drop (docs/indexes.md).
+    IndexModel([("linked_to", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="linked_created_id"),
+    IndexModel([("linked_to", ASCENDING), ("updated_at", ASCENDING), ("_id", ASCENDING)], name="linked_updated_id"),
+    IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="created_id"),
+    IndexModel([("updated_at", ASCENDING), ("_id", ASCENDING)], name="updated_id"),
 ]
 
 

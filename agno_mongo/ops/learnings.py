@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.owned import may_write, owner_checked_upsert
@@ -36,25 +37,47 @@ from agno_mongo.schema.session import reading
 
 LEARNINGS = "learnings"
 
+
+def _newest_first(*prefix: str) -> list[tuple[str, int]]:
+    return [*((field, ASCENDING) for field in prefix), ("updated_at", DESCENDING), ("_id", ASCENDING)]
+
+
 LEARNING_INDEXES = [
-    # get_learning / get_learnings: agno's stores look records up by type and owner, newest first.
-    IndexModel(
-        [("learning_type", ASCENDING), ("user_id", ASCENDING), ("updated_at", DESCENDING)], name="type_user_updated"
-    ),
-    # list_learnings / get_learnings_user_stats / delete_user_learnings: by owner.
-    IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING)], name="user_updated"),
-    # search_learnings in a shared namespace (entity memory: type + namespace, no user), newest
-    # first: the regex is checked while walking the index in order, and the walk stops at ``limit``.
-    IndexModel(
-        [("learning_type", ASCENDING), ("namespace", ASCENDING), ("updated_at", DESCENDING)],
-        name="type_namespace_updated",
-    ),
+    # Every listing here reads newest first, ties by id (NEWEST_FIRST, or its reverse); these hold
+    # that order after the equalities agno's stores send (docs/indexes.md has the combinations).
+    # get_learning / get_learnings / search_learnings: by type and owner (user profiles, user
+    # memory, entity memory in the user namespace; an $in of the owner and null merges two scans).
+    IndexModel(_newest_first("learning_type", "user_id"), name="type_user_updated_id"),
+    # entity memory in a shared namespace, and the Company decisions: by type and namespace; the
+    # search regex is checked while walking the index in order, and the walk stops at ``limit``.
+    IndexModel(_newest_first("learning_type", "namespace"), name="type_namespace_updated_id"),
+    # one entity's records (entity memory reads them all, unlimited).
+    IndexModel(_newest_first("learning_type", "entity_id"), name="type_entity_updated_id"),
+    # the decision log (type only, agent / session filter the walk) and AgentOS's list by type.
+    IndexModel(_newest_first("learning_type"), name="type_updated_id"),
+    # list_learnings / get_learnings_user_stats / delete_user_learnings: by owner; and unfiltered.
+    IndexModel(_newest_first("user_id"), name="user_updated_id"),
+    IndexModel(_newest_first(), name="updated_id"),
+    # They replace type_user_updated, user_updated and type_namespace_updated (no _id), which an
+    # older deployment can drop.
 ]
 
 WITHOUT_SEARCH_TEXT = {SEARCH_TEXT: False}
 """Reads that return rows leave the derived search text on the server."""
 
 NEWEST_FIRST = [("updated_at", DESCENDING), ("_id", ASCENDING)]
+
+
+def listing_sort(field: str, direction: int) -> list[tuple[str, int]]:
+    """``list_learnings``' sort. By ``updated_at``: :data:`NEWEST_FIRST` or its exact reverse, the
+    order every other learnings read uses, so one index serves them all. By ``learning_id`` (stored
+    as ``_id``): ``_id`` alone. Otherwise the field, then ``_id`` in the same direction."""
+    if field == "updated_at":
+        return list(NEWEST_FIRST) if direction == DESCENDING else [("updated_at", ASCENDING), ("_id", DESCENDING)]
+    if field == "learning_id":
+        return [("_id", direction)]
+    return [(field, direction), ("_id", direction)]
+
 
 FILTER_FIELDS = (
     "learning_type",
@@ -156,7 +179,13 @@ def delete_user_learnings(user_id: str, learning_type: str | None) -> Command:
 
 
 def learning_user_stats(
-    learning_type: str | None, user_id: str | None, sort_field: str, direction: int, limit: int | None, skip: int
+    learning_type: str | None,
+    user_id: str | None,
+    sort_field: str,
+    direction: int,
+    limit: int | None,
+    skip: int,
+    collection_name: str = LEARNINGS,
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """Users owning learning records with their last update, and how many users: one ``aggregate``."""
     match: dict[str, Any] = {"user_id": {"$ne": None} if user_id is None else user_id}
@@ -165,7 +194,7 @@ def learning_user_stats(
     key = "_id" if sort_field == "user_id" else sort_field
     sort = {key: direction} if key == "_id" else {key: direction, "_id": ASCENDING}
     pipeline = user_stats_pipeline(match, count_field=None, last_field="last_learning_updated_at", sort=sort)
-    rows, total = yield from stats_page(LEARNINGS, pipeline, limit, skip)
+    rows, total = yield from stats_page(LEARNINGS, collection_name, pipeline, limit, skip)
     return [{"user_id": row["_id"], "last_learning_updated_at": row["last_learning_updated_at"]} for row in rows], total
 
 
@@ -236,7 +265,7 @@ def search_learnings(query: dict[str, Any], regex: str, limit: int | None) -> Co
         {"$set": {UNSEARCHED: {"$eq": [{"$type": f"${SEARCH_TEXT}"}, "missing"]}}},
         {"$unset": SEARCH_TEXT},
     ]
-    return Command(LEARNINGS, "aggregate", {"pipeline": pipeline})
+    return aggregate(LEARNINGS, pipeline)
 
 
 def stored_search_text(document: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
+from agno_mongo.ops.aggregations import aggregate, page_with_total
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.ops.sessions import owner_filter, scope_filter
@@ -27,10 +28,15 @@ from agno_mongo.schema.memories import SCHEMA_VERSION, MemoryFields
 MEMORIES = "memories"
 
 MEMORY_INDEXES = [
-    # get_user_memories(user_id=...) in default (creation) order; get_all_memory_topics per user.
-    IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING)], name="user_created"),
-    # AgentOS lists a user's memories newest first; get_user_memory_stats groups by user on updated_at.
-    IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING)], name="user_updated"),
+    # get_user_memories sorts by (created_at or updated_at, _id), either direction: the agent's read
+    # (one user, creation order), the memory manager's unscoped read, AgentOS's page (newest update
+    # first, by user or not). get_all_memory_topics per user and get_user_memory_stats (by user on
+    # updated_at) use the user indexes' prefixes. They replace user_created and user_updated (no
+    # _id), which an older deployment can drop (docs/indexes.md).
+    IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="created_id"),
+    IndexModel([("updated_at", DESCENDING), ("_id", DESCENDING)], name="updated_id"),
+    IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="user_created_id"),
+    IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], name="user_updated_id"),
 ]
 
 
@@ -140,14 +146,27 @@ def memory_list_filter(
 
 
 def memory_topics(user_id: str | None) -> Command:
-    """One ``distinct`` over ``topics`` (an array field: each topic counts once)."""
-    return Command(MEMORIES, "distinct", {"key": "topics", "filter": scope_filter(user_id)})
+    """One ``aggregate``: each topic once (``topics`` is an array field), in order, through a cursor.
+
+    Not ``distinct``: its answer is one document, refused past 16 MiB."""
+    return aggregate(
+        MEMORIES,
+        [
+            {"$match": {**scope_filter(user_id), "topics": {"$type": "string"}}},
+            {"$unwind": "$topics"},
+            {"$match": {"topics": {"$type": "string"}}},
+            {"$group": {"_id": "$topics"}},
+            {"$sort": {"_id": ASCENDING}},
+        ],
+    )
 
 
 def user_stats_pipeline(
     match: dict[str, Any], *, count_field: str | None, last_field: str, sort: dict[str, int]
 ) -> list[dict[str, Any]]:
-    """Group owned documents by ``user_id``: how many (if ``count_field``) and the latest ``updated_at``."""
+    """Group owned documents by ``user_id``: how many (if ``count_field``) and the latest ``updated_at``.
+
+    One output document per user, each of bounded size (``$sum`` / ``$max`` only)."""
     group: dict[str, Any] = {"_id": "$user_id", last_field: {"$max": "$updated_at"}}
     if count_field is not None:
         group[count_field] = {"$sum": 1}
@@ -155,24 +174,22 @@ def user_stats_pipeline(
 
 
 def stats_page(
-    collection: str, pipeline: list[dict[str, Any]], limit: int | None, skip: int
+    collection: str, collection_name: str, pipeline: list[dict[str, Any]], limit: int | None, skip: int
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """A page of grouped rows and the total number of groups, in ONE ``aggregate``.
 
-    With a limit, ``$facet`` returns the page and the count together (the page is bounded, so the
-    single result document stays small); without one, every group comes back and is the total.
+    The page's rows come through the cursor, followed by the number of users (a ``$unionWith``
+    counting the groups; see :func:`~agno_mongo.ops.aggregations.page_with_total`); without a limit
+    every group comes back and is the total. ``collection_name`` is ``collection``'s real name.
     """
-    if limit is None:
-        rows: list[dict[str, Any]] = yield Command(collection, "aggregate", {"pipeline": pipeline})
-        return rows, len(rows)
-    facet = {"$facet": {"rows": [{"$skip": skip}, {"$limit": limit}], "total": [{"$count": "n"}]}}
-    result: list[dict[str, Any]] = yield Command(collection, "aggregate", {"pipeline": [*pipeline, facet]})
-    page = result[0] if result else {"rows": [], "total": []}
-    total = page["total"][0]["n"] if page["total"] else 0
-    return list(page["rows"]), int(total)
+    counting = [pipeline[0], {"$group": {"_id": "$user_id"}}]
+    result = yield from page_with_total(collection, collection_name, pipeline, counting, skip, limit)
+    return result
 
 
-def memory_stats(user_id: str | None, limit: int | None, skip: int) -> Plan[tuple[list[dict[str, Any]], int]]:
+def memory_stats(
+    user_id: str | None, limit: int | None, skip: int, collection_name: str = MEMORIES
+) -> Plan[tuple[list[dict[str, Any]], int]]:
     """Per-user memory counts and last update, newest first, with the total number of users."""
     match: dict[str, Any] = {"user_id": {"$ne": None}} if user_id is None else {"user_id": user_id}
     pipeline = user_stats_pipeline(
@@ -181,7 +198,7 @@ def memory_stats(user_id: str | None, limit: int | None, skip: int) -> Plan[tupl
         last_field="last_memory_updated_at",
         sort={"last_memory_updated_at": DESCENDING, "_id": ASCENDING},
     )
-    rows, total = yield from stats_page(MEMORIES, pipeline, limit, skip)
+    rows, total = yield from stats_page(MEMORIES, collection_name, pipeline, limit, skip)
     return [
         {
             "user_id": row["_id"],

@@ -24,6 +24,7 @@ from agno.db.utils import drop_legacy_metrics, metrics_starting_date_from_days
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.sessions import OVERFLOW, SESSIONS
 from agno_mongo.schema.metrics import TOKEN_FIELDS, MetricsDocument, MetricsFields, metric_id
@@ -45,7 +46,8 @@ METRICS_INDEXES = [
     IndexModel([("user_id", ASCENDING), ("date", ASCENDING)], name="user_date"),
 ]
 # The sessions aggregation matches on session_type and a created_at range: the sessions
-# collection's ``type_created`` index serves it; the overflow read is by chunk ``_id``.
+# collection's ``created_id`` index serves the range (the type filters it); the overflow read is by
+# chunk ``_id``.
 
 _RESUME_FIELDS = {"_id": 1, "date": 1, "completed": 1, "created_at": 1}
 
@@ -74,23 +76,20 @@ def resume_state(metrics_collection: str) -> Command:
     the incomplete records after the latest completed day are exactly those a recalculation
     rewrites, so their ``created_at`` is known without reading them again after the write.
     """
-    return Command(
+    return aggregate(
         METRICS,
-        "aggregate",
-        {
-            "pipeline": [
-                {"$match": {"completed": True}},
-                {"$sort": {"date": -1}},
-                {"$limit": 1},
-                {"$project": _RESUME_FIELDS},
-                {
-                    "$unionWith": {
-                        "coll": metrics_collection,
-                        "pipeline": [{"$match": {"completed": {"$ne": True}}}, {"$project": _RESUME_FIELDS}],
-                    }
-                },
-            ]
-        },
+        [
+            {"$match": {"completed": True}},
+            {"$sort": {"date": -1}},
+            {"$limit": 1},
+            {"$project": _RESUME_FIELDS},
+            {
+                "$unionWith": {
+                    "coll": metrics_collection,
+                    "pipeline": [{"$match": {"completed": {"$ne": True}}}, {"$project": _RESUME_FIELDS}],
+                }
+            },
+        ],
     )
 
 
@@ -133,43 +132,42 @@ _TOKEN_KEYS = {field: f"t{index}" for index, field in enumerate(TOKEN_FIELDS)}
 """Short names for the token sums on the wire (the reply carries them once per day and owner)."""
 
 
-def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
-    """Totals per (day, owner) for the sessions created in ``[start, end)``, in one pass.
-
-    Each session becomes one list: a counter entry (its type, run count, token metrics, and its
-    ``spilled`` entries if older runs moved to overflow chunks) followed by one entry per run with a model.
-    Unwinding that list and grouping by (day, owner, type, model, provider) counts sessions, runs
-    and model uses together; a second group nests those rows under their (day, owner) with the
-    token sums. Only the per-day, per-owner totals travel back (short keys; see :func:`fold`).
-
-    Written for what the embedded server (mongoeco) does too: no ``$$REMOVE`` (it cannot encode
-    one inside a document), and a missing value may come back as null where MongoDB omits it, so
-    ``sp`` is collected with ``$addToSet`` (one null at most, not one per session) and nulls are
-    dropped in :func:`fold`.
-    """
+def session_range(start: int | None, end: int) -> dict[str, Any]:
+    """The sessions counted: agno's session types, created in ``[start, end)``."""
     created: dict[str, int] = {"$lt": end}
     if start is not None:
         created["$gte"] = start
+    return {"session_type": {"$in": list(SESSION_TYPES)}, "created_at": created}
+
+
+DAY_AND_OWNER = {
+    "d": {"$floor": {"$divide": ["$created_at", DAY_SECONDS]}},
+    "u": {"$ifNull": ["$user_id", UNOWNED]},
+}
+
+
+def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
+    """Totals per (day, owner, type, model, provider) for the sessions created in ``[start, end)``,
+    in one pass, ordered by (day, owner).
+
+    Each session becomes one list: a counter entry (its type, run count, token metrics, and 1 if
+    older runs moved to overflow chunks) followed by one entry per run with a model. Unwinding that
+    list and grouping by (day, owner, type, model, provider) counts sessions, runs and model uses
+    together. Every accumulator is a ``$sum`` (no array, so the group spills to disk and each row is
+    small); :func:`totals` folds consecutive rows of one (day, owner) into its record.
+    """
     runs = {"$ifNull": ["$runs", []]}
     with_model = {"$filter": {"input": runs, "as": "run", "cond": _has_model("$$run")}}
-    spilled = {"id": "$_id", "k": "$session_type", "e": "$spilled"}
     counter = {
         "k": "$session_type",
         "n": {"$size": runs},
         **{key: f"$session_data.session_metrics.{field}" for field, key in _TOKEN_KEYS.items()},
-        "sp": {"$cond": [{"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}, spilled, None]},
+        "s": {"$cond": [{"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}, 1, 0]},
     }
     uses = {"$map": {"input": with_model, "as": "run", "in": {"m": "$$run.model", "p": _provider("$$run")}}}
     return [
-        {"$match": {"session_type": {"$in": list(SESSION_TYPES)}, "created_at": created}},
-        {
-            "$project": {
-                "_id": 0,
-                "d": {"$floor": {"$divide": ["$created_at", DAY_SECONDS]}},
-                "u": {"$ifNull": ["$user_id", UNOWNED]},
-                "x": {"$concatArrays": [[counter], uses]},
-            }
-        },
+        {"$match": session_range(start, end)},
+        {"$project": {"_id": 0, **DAY_AND_OWNER, "x": {"$concatArrays": [[counter], uses]}}},
         {"$unwind": "$x"},
         {
             "$group": {
@@ -177,60 +175,72 @@ def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
                 "c": {"$sum": 1},
                 "n": {"$sum": "$x.n"},
                 **{key: {"$sum": f"$x.{key}"} for key in _TOKEN_KEYS.values()},
-                "sp": {"$addToSet": "$x.sp"},
-            }
-        },
-        {
-            "$group": {
-                "_id": {"d": "$_id.d", "u": "$_id.u"},
-                **{key: {"$sum": f"${key}"} for key in _TOKEN_KEYS.values()},
-                "rows": {"$push": {"k": "$_id.k", "m": "$_id.m", "p": "$_id.p", "c": "$c", "n": "$n"}},
-                "sp": {"$addToSet": "$sp"},
+                "s": {"$sum": "$x.s"},
             }
         },
         {"$sort": {"_id.d": 1, "_id.u": 1}},
     ]
 
 
-def fold(group: dict[str, Any]) -> dict[str, Any]:
-    """One (day, owner) group of :func:`sessions_pipeline` as record totals.
+def totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of :func:`sessions_pipeline` as one total per (day, owner), in their order.
 
     Rows with a type are counter rows (``c`` sessions holding ``n`` runs); rows with a model are
-    model uses (``c`` runs).
+    model uses (``c`` runs). ``spilled`` counts the sessions with runs in overflow chunks.
     """
-    totals: dict[str, Any] = {field: 0 for field in COUNT_FIELDS}
-    models: dict[tuple[Any, Any], int] = {}
-    for row in group["rows"]:
-        if row.get("k") is not None:
-            totals[f"{row['k']}_sessions_count"] += int(row["c"])
-            totals[f"{row['k']}_runs_count"] += int(row["n"])
-        elif row.get("m") is not None:
-            key = (row["m"], row.get("p"))
-            models[key] = models.get(key, 0) + int(row["c"])
-    return {
-        "day": int(group["_id"]["d"]),
-        "user_id": group["_id"]["u"],
-        **totals,
-        "token_metrics": {field: group[key] for field, key in _TOKEN_KEYS.items()},
-        "models": models,
-        "spilled": [session for pushed in group.get("sp") or [] for session in pushed or [] if session],
-    }
+    out: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (int(row["_id"]["d"]), row["_id"]["u"])
+        total = out.get(key)
+        if total is None:
+            total = out[key] = {
+                "day": key[0],
+                "user_id": key[1],
+                **{field: 0 for field in COUNT_FIELDS},
+                "token_metrics": dict.fromkeys(TOKEN_FIELDS, 0),
+                "models": {},
+                "spilled": 0,
+            }
+        for field, short in _TOKEN_KEYS.items():
+            total["token_metrics"][field] += row.get(short) or 0
+        total["spilled"] += int(row.get("s") or 0)
+        add_row(total, row["_id"], int(row["c"]), int(row.get("n") or 0))
+    return list(out.values())
 
 
-def overflow_pipeline(spilled: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs per (session, model, provider) held in overflow chunks, counting only what each
-    session's ``spilled`` entries list (a chunk may also hold superseded versions)."""
-    entries = [entry for session in spilled for entry in session.get("e") or [] if entry.get("ids")]
+def add_row(total: dict[str, Any], key: dict[str, Any], count: int, runs: int) -> None:
+    """Add one grouped row to its (day, owner) total: ``count`` sessions holding ``runs`` runs for a
+    type row, ``count`` model uses for a model row."""
+    if key.get("k") is not None:
+        total[f"{key['k']}_sessions_count"] += count
+        total[f"{key['k']}_runs_count"] += runs
+    elif key.get("m") is not None:
+        model = (key["m"], key.get("p"))
+        total["models"][model] = total["models"].get(model, 0) + count
+
+
+def overflow_pipeline(start: int | None, end: int, overflow_collection: str) -> list[dict[str, Any]]:
+    """Runs per (day, owner, type, model, provider) held in the overflow chunks of the sessions
+    created in ``[start, end)``, counting only what each session's ``spilled`` entries list (a chunk
+    may also hold superseded versions). One entry, then one chunk, then one run per pipeline
+    document (the ``$lookup`` is unwound at once), grouped with ``$sum`` only."""
+    run = "$chunk.runs"
     return [
-        {"$match": {"_id": {"$in": [entry["c"] for entry in entries]}}},
-        {"$unwind": "$runs"},
-        {"$match": {"$or": [{"_id": entry["c"], "runs.run_id": {"$in": entry["ids"]}} for entry in entries]}},
+        {"$match": {**session_range(start, end), "spilled.0": {"$exists": True}}},
+        {"$project": {"_id": 0, **DAY_AND_OWNER, "k": "$session_type", "e": "$spilled"}},
+        {"$unwind": "$e"},
+        {"$lookup": {"from": overflow_collection, "localField": "e.c", "foreignField": "_id", "as": "chunk"}},
+        {"$unwind": "$chunk"},
+        {"$unwind": run},
+        {"$match": {"$expr": {"$in": [f"{run}.run_id", {"$ifNull": ["$e.ids", []]}]}}},
         {
             "$group": {
                 "_id": {
-                    "s": "$session_id",
-                    "m": {"$cond": [_has_model("$runs"), "$runs.model", None]},
-                    "p": _provider("$runs"),
+                    "d": "$d",
+                    "u": "$u",
+                    "k": "$k",
+                    "m": {"$cond": [_has_model(run), f"{run}.model", None]},
+                    "p": _provider(run),
                 },
                 "c": {"$sum": 1},
             }
@@ -238,18 +248,17 @@ def overflow_pipeline(spilled: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def add_overflow(totals: list[dict[str, Any]], counts: list[dict[str, Any]]) -> None:
-    """Fold the overflowed runs into their sessions' day totals (in place)."""
-    by_session: dict[str, list[dict[str, Any]]] = {}
+def add_overflow(records: list[dict[str, Any]], counts: list[dict[str, Any]]) -> None:
+    """Fold the overflowed runs into their (day, owner) totals (in place)."""
+    by_key = {(total["day"], total["user_id"]): total for total in records}
     for row in counts:
-        by_session.setdefault(row["_id"]["s"], []).append(row)
-    for total in totals:
-        for session in total["spilled"]:
-            for row in by_session.get(session["id"], []):
-                total[f"{session['k']}_runs_count"] += int(row["c"])
-                if row["_id"].get("m") is not None:
-                    key = (row["_id"]["m"], row["_id"].get("p"))
-                    total["models"][key] = total["models"].get(key, 0) + int(row["c"])
+        key = row["_id"]
+        total = by_key.get((int(key["d"]), key["u"]))
+        if total is None:
+            continue
+        total[f"{key['k']}_runs_count"] += int(row["c"])
+        if key.get("m") is not None:
+            add_row(total, {"m": key["m"], "p": key.get("p")}, int(row["c"]), 0)
 
 
 def model_metrics(models: dict[tuple[Any, Any], int]) -> list[dict[str, Any]]:
@@ -312,7 +321,9 @@ def write_records(records: list[MetricsFields]) -> Plan[None]:
         yield bulk_upsert([records[item["index"]] for item in failed])
 
 
-def calculate_metrics_plan(metrics_collection: str, now: int) -> Plan[list[dict[str, Any]] | None]:
+def calculate_metrics_plan(
+    metrics_collection: str, now: int, overflow_collection: str = OVERFLOW
+) -> Plan[list[dict[str, Any]] | None]:
     """Rebuild every day from agno's resume day through today; the records written, or None.
 
     None when there is nothing to count at all (no records and no sessions), as agno returns; an
@@ -322,17 +333,15 @@ def calculate_metrics_plan(metrics_collection: str, now: int) -> Plan[list[dict[
     state: list[dict[str, Any]] = yield resume_state(metrics_collection)
     resume, created = resume_point(state)
     start = None if resume is None else midnight(resume)
-    groups: list[dict[str, Any]] = yield Command(
-        SESSIONS, "aggregate", {"pipeline": sessions_pipeline(start, midnight(today + timedelta(days=1)))}
-    )
-    if not groups:
+    end = midnight(today + timedelta(days=1))
+    rows: list[dict[str, Any]] = yield aggregate(SESSIONS, sessions_pipeline(start, end))
+    if not rows:
         return None if resume is None else []
-    totals = [fold(group) for group in groups]
-    spilled = [session for total in totals for session in total["spilled"]]
-    if any(entry.get("ids") for session in spilled for entry in session.get("e") or []):
-        counts: list[dict[str, Any]] = yield Command(OVERFLOW, "aggregate", {"pipeline": overflow_pipeline(spilled)})
-        add_overflow(totals, counts)
-    records = [build_record(total, today, now, created) for total in totals]
+    records_totals = totals(rows)
+    if any(total["spilled"] for total in records_totals):
+        counts: list[dict[str, Any]] = yield aggregate(SESSIONS, overflow_pipeline(start, end, overflow_collection))
+        add_overflow(records_totals, counts)
+    records = [build_record(total, today, now, created) for total in records_totals]
     yield from write_records(records)
     return [record.to_agno_dict() for record in records]
 
@@ -379,3 +388,27 @@ def get_metrics_plan(
         if record.get("user_id") == UNOWNED:
             record["user_id"] = None
     return records, latest
+
+
+# --- shaping stored records for people (the CLI's ``metrics --from-records`` and the dashboard) ------
+
+
+DAY_TOTAL_KEYS = ("runs", "sessions", "users", "tokens")
+
+
+def daily_totals(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Runs, sessions, users and tokens per ISO day from stored daily records (one per day and owner).
+
+    Sessions count on the day they were created, as agno's records do; ``users`` sums the owner
+    buckets of a day (a day's distinct owners; across days it is not a number of distinct users).
+    """
+    days: dict[str, dict[str, int]] = {}
+    for record in records:
+        bucket = days.setdefault(str(record.get("date")), dict.fromkeys(DAY_TOTAL_KEYS, 0))
+        for kind in SESSION_TYPES:
+            bucket["runs"] += int(record.get(f"{kind}_runs_count") or 0)
+            bucket["sessions"] += int(record.get(f"{kind}_sessions_count") or 0)
+        bucket["users"] += int(record.get("users_count") or 0)
+        tokens = record.get("token_metrics")
+        bucket["tokens"] += int(tokens.get("total_tokens") or 0) if isinstance(tokens, dict) else 0
+    return days

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import bson
+from bson import Int64
 from bson.raw_bson import RawBSONDocument
 from pymongo import UpdateMany
 from pymongo.errors import DuplicateKeyError
@@ -41,19 +42,25 @@ from agno_mongo.errors import (
     SessionOwnershipError,
     WriteContentionError,
 )
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
 from agno_mongo.ops.sessions import (
+    BUMP,
     DEFAULT_RUNS_BUDGET,
     OVERFLOW,
+    REV,
     SESSIONS,
     TOUCHED_AT,
+    below,
     birth_fields,
     new_token,
+    next_revision,
     owner_filter,
+    reshaped,
     scope_filter,
     stamped,
 )
-from agno_mongo.schema.codec import WRITE_TOKEN
+from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN
 from agno_mongo.schema.session import SCHEMA_VERSION
 
 Outcome = Literal["saved", "progress", "missed"]
@@ -69,9 +76,10 @@ def bson_size(document: dict[str, Any]) -> int:
     return len(bson.encode(document))
 
 
-def encoded(run: dict[str, Any]) -> RawBSONDocument:
-    """The run with a fresh write token, encoded once: its size is known and these bytes are sent."""
-    return RawBSONDocument(bson.encode({**run, WRITE_TOKEN: new_token()}))
+def encoded(run: dict[str, Any], revision: int) -> RawBSONDocument:
+    """The run with a fresh write token and the revision it is written at, encoded once: its size is
+    known and these bytes are sent (the revision is an Int64, so the size never depends on it)."""
+    return RawBSONDocument(bson.encode({**run, WRITE_TOKEN: new_token(), RUN_REV: Int64(revision)}))
 
 
 def fits(budget: int, size: int) -> dict[str, Any]:
@@ -80,25 +88,53 @@ def fits(budget: int, size: int) -> dict[str, Any]:
 
 
 def set_run(
-    session_id: str, user_id: str | None, run_id: str, run: RawBSONDocument, now: int, size: int, budget: int
+    session_id: str,
+    user_id: str | None,
+    run_id: str,
+    run: RawBSONDocument,
+    now: int,
+    size: int,
+    budget: int,
 ) -> Command:
-    """Replace one run held in the session document: positional ``$set`` of ``runs.$``.
+    """Replace one run held in the session document, in place: a pipeline update.
+
+    It advances the session's revision (to the writer's proposed one if that is higher, else by 1)
+    and stamps the run with the result (``_r``), so the write needs no condition on the revision:
+    it lands on the first send, and a resend after a lost reply lands again, changing nothing a
+    reader can see but the revision. The run is sent once, as a literal.
 
     ``runs_bytes`` grows by the new size without subtracting the old one: an overestimate, which
     only makes the next spill come a little early (a spill recounts exactly).
     """
+    proposed = Int64(run[RUN_REV])
+    stamped_run = {"$mergeObjects": [{"$literal": run}, {RUN_REV: f"${REV}"}]}
     return Command(
         SESSIONS,
         "update_one",
         {
             "filter": {"_id": session_id, **owner_filter(user_id), "runs.run_id": run_id, **fits(budget, size)},
-            "update": {
-                "$set": {"runs.$": run, "updated_at": now},
-                "$inc": {"runs_bytes": size},
-                "$currentDate": {TOUCHED_AT: True},
-            },
+            "update": [
+                {"$set": {REV: {"$cond": [{"$lt": [{"$ifNull": [f"${REV}", 0]}, proposed]}, proposed, NEXT_REV]}}},
+                {
+                    "$set": {
+                        "runs": {
+                            "$map": {
+                                "input": "$runs",
+                                "as": "run",
+                                "in": {"$cond": [{"$eq": ["$$run.run_id", run_id]}, stamped_run, "$$run"]},
+                            }
+                        },
+                        "updated_at": {"$literal": now},
+                        "runs_bytes": {"$add": [{"$ifNull": ["$runs_bytes", 0]}, size]},
+                        TOUCHED_AT: "$$NOW",
+                    }
+                },
+            ],
         },
     )
+
+
+NEXT_REV: dict[str, Any] = {"$add": [f"${REV}", 1]}
 
 
 def push_run(
@@ -111,6 +147,7 @@ def push_run(
     now: int,
     size: int,
     budget: int,
+    revision: int,
     place: Placement | None = None,
 ) -> Command:
     """Append a new run, creating the session if needed; a resend, or a run already stored (here or
@@ -129,6 +166,9 @@ def push_run(
     }
     if component_id is not None:
         on_insert[f"{run_type}_id"] = component_id
+    moves = reshaped() if place is not None and place.position is not None else {}
+    for key in moves:
+        on_insert.pop(key)  # set by ``$set`` instead: one path may not be in both
     return Command(
         SESSIONS,
         "update_one",
@@ -139,11 +179,16 @@ def push_run(
                 "runs.run_id": {"$ne": run_id},
                 "spilled.ids": {"$ne": run_id},
                 **fits(budget, size),
+                **below(revision),
                 **(place.guard if place else {}),
             },
             "update": {
                 "$push": {"runs": run if place is None or place.position is None else positioned(run, place.position)},
-                "$set": {"updated_at": now},
+                "$set": {
+                    "updated_at": now,
+                    REV: Int64(revision),
+                    **moves,
+                },
                 "$inc": {"runs_bytes": size},
                 "$setOnInsert": on_insert,
                 "$currentDate": {TOUCHED_AT: True},
@@ -195,7 +240,15 @@ RUN_COUNT: dict[str, Any] = {
 """Aggregation expression: how many runs the session holds, embedded and spilled."""
 
 
-STATE_FIELDS = {"user_id": True, "inc": True, "runs": True, "runs_bytes": True, "spilled": True, "spill_rev": True}
+STATE_FIELDS = {
+    REV: True,
+    "user_id": True,
+    "inc": True,
+    "runs": True,
+    "runs_bytes": True,
+    "spilled": True,
+    "spill_rev": True,
+}
 
 
 def positioned(run: RawBSONDocument, position: int) -> dict[str, Any]:
@@ -218,6 +271,7 @@ def upsert_run_plan(
     budget: int,
     likely_exists: bool,
     run_index: int | None = None,
+    known_revision: int | None = None,
 ) -> Plan[bool]:
     """Insert or replace one run; returns True if it was new.
 
@@ -225,9 +279,14 @@ def upsert_run_plan(
     positional ``$set`` for one it has. A wrong guess costs one more command, never a duplicate.
     When neither lands, one read tells why: another owner (refused, nothing written), the run lives
     in overflow (rewritten there), or the session is full (old runs move out, then try again).
+
+    The run is written at a revision past ``known_revision`` (what a cached read last saw, see
+    :mod:`agno_mongo.session_cache`); if the session has moved past it, the read tells by how much
+    and the run is sent again at a later one.
     """
     run_id = run["run_id"]
-    body = encoded(run)
+    revision = next_revision(known_revision)
+    body = encoded(run, revision)
     size = len(body.raw)
     if size > budget:
         raise RunTooLargeError(f"run {run_id!r} is {size} bytes; one session document holds at most {budget}")
@@ -236,7 +295,7 @@ def upsert_run_plan(
         return False
     component_id = run.get(f"{run_type}_id")
     place = None if run_index is None else Placement.at_end(run_index)
-    push = push_run(session_id, user_id, run_id, body, component_id, run_type, now, size, budget, place)
+    push = push_run(session_id, user_id, run_id, body, component_id, run_type, now, size, budget, revision, place)
     for round_number in range(MAX_ROUNDS):
         try:
             yield push
@@ -250,9 +309,20 @@ def upsert_run_plan(
             continue  # deleted since: the next push creates it again
         if state.get("user_id") not in (None, user_id):
             raise SessionOwnershipError(session_id, user_id)
+        stored_revision = int(state.get(REV) or 0)
+        moved_on = stored_revision >= revision
+        if moved_on:  # a write at a later revision (another clock) landed first: go past it
+            revision = next_revision(stored_revision)
+            body = encoded(run, revision)
+            replace = set_run(session_id, user_id, run_id, body, now, size, budget)
         if run_index is not None:  # the next push places it against the overflow index just read
             place = Placement.of(run_index, state)
-            push = push_run(session_id, user_id, run_id, body, component_id, run_type, now, size, budget, place)
+        if moved_on or run_index is not None:
+            push = push_run(
+                session_id, user_id, run_id, body, component_id, run_type, now, size, budget, revision, place
+            )
+        if moved_on:
+            continue
         outcome: Outcome = "missed"
         if entry_of(state, run_id) is not None:
             outcome = yield from rewrite_spilled(session_id, user_id, state, run_id, body, now, budget)
@@ -361,10 +431,11 @@ def spill(
     update: dict[str, Any] = {
         "$pull": {"runs": {"$or": pairs}},
         "$push": {"spilled": entry},
-        "$inc": {"spill_rev": 1, "runs_bytes": bson_size({"e": entry}) - sum(sizes[:count]) - over},
+        "$inc": {"spill_rev": 1, "runs_bytes": bson_size({"e": entry}) - sum(sizes[:count]) - over, **BUMP},
+        "$set": reshaped(),
     }
     if carried:
-        update["$set"] = {"updated_at": now}
+        update["$set"]["updated_at"] = now
         update["$currentDate"] = {TOUCHED_AT: True}
     every_copy = {"runs": {"$all": [{"$elemMatch": pair} for pair in pairs]}}
     if not (yield from commit({**base, **every_copy}, update, chunk_id)):
@@ -406,8 +477,8 @@ def rewrite_spilled(
     yield chunk_write(session_id, state.get("inc"), chunk_id, [body], now)
     filter_ = {"_id": session_id, "inc": state.get("inc"), "spill_rev": state.get("spill_rev"), **owner_filter(user_id)}
     update = {
-        "$set": {"spilled": rewritten, "updated_at": now},
-        "$inc": {"spill_rev": 1, "runs_bytes": grown},
+        "$set": {"spilled": rewritten, "updated_at": now, **reshaped()},
+        "$inc": {"spill_rev": 1, "runs_bytes": grown, **BUMP},
         "$currentDate": {TOUCHED_AT: True},
     }
     return "saved" if (yield from commit(filter_, update, chunk_id)) else "missed"
@@ -457,11 +528,16 @@ def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
     requests = [
         UpdateMany(
             {"runs.run_id": selector},
-            {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now}, **stamp},
+            {"$pull": {"runs": {"run_id": selector}}, "$set": {"updated_at": now, **reshaped()}, "$inc": BUMP, **stamp},
         ),
         UpdateMany(
             {"spilled.ids": selector},
-            {"$pull": {"spilled.$[].ids": selector}, "$inc": {"spill_rev": 1}, "$set": {"updated_at": now}, **stamp},
+            {
+                "$pull": {"spilled.$[].ids": selector},
+                "$inc": {"spill_rev": 1, **BUMP},
+                "$set": {"updated_at": now, **reshaped()},
+                **stamp,
+            },
         ),
     ]
     command = Command(SESSIONS, "bulk_write", {"requests": requests, "ordered": False}, resend=False)
@@ -476,53 +552,57 @@ def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
 RUN_SORT_FIELDS = {"created_at", "updated_at", "status", "run_id", "agent_id", "team_id", "workflow_id", "run_index"}
 
 
-def all_runs_expression() -> dict[str, Any]:
-    """Aggregation expression: the session's runs in order, overflowed ones (through ``_chunks``,
-    looked up by ``spilled.c``) first, each listed entry's runs in its order."""
-    pick = {
-        "$map": {
+def session_parts_expression() -> dict[str, Any]:
+    """Aggregation expression: the session's runs as parts in order, one per ``spilled`` entry
+    (``{c, ids, o}``: the chunk, the run ids it lists, the place of its first run) and last the
+    document's own runs (``{runs, o}``). Each part is unwound on its own, so each pipeline document
+    holds one chunk at most: a ``$lookup`` of all of a long session's chunks into one document
+    would pass 16 MiB."""
+    entries = {
+        "$reduce": {
             "input": {"$ifNull": ["$spilled", []]},
-            "as": "entry",
+            "initialValue": {"o": 0, "parts": []},
             "in": {
-                "$let": {
-                    "vars": {
-                        "chunk": {
-                            "$arrayElemAt": [
-                                {
-                                    "$filter": {
-                                        "input": "$_chunks",
-                                        "as": "k",
-                                        "cond": {"$eq": ["$$k._id", "$$entry.c"]},
-                                    }
-                                },
-                                0,
-                            ]
-                        }
-                    },
-                    "in": {
-                        "$map": {
-                            "input": "$$entry.ids",
-                            "as": "id",
-                            "in": {
-                                "$arrayElemAt": [
-                                    {
-                                        "$filter": {
-                                            "input": {"$ifNull": ["$$chunk.runs", []]},
-                                            "as": "r",
-                                            "cond": {"$eq": ["$$r.run_id", "$$id"]},
-                                        }
-                                    },
-                                    0,
-                                ]
-                            },
-                        }
-                    },
-                }
+                "o": {"$add": ["$$value.o", {"$size": {"$ifNull": ["$$this.ids", []]}}]},
+                "parts": {
+                    "$concatArrays": [
+                        "$$value.parts",
+                        [{"c": "$$this.c", "ids": {"$ifNull": ["$$this.ids", []]}, "o": "$$value.o"}],
+                    ]
+                },
             },
         }
     }
-    flat = {"$reduce": {"input": pick, "initialValue": [], "in": {"$concatArrays": ["$$value", "$$this"]}}}
-    return {"$concatArrays": [flat, {"$ifNull": ["$runs", []]}]}
+    return {
+        "$let": {
+            "vars": {"e": entries},
+            "in": {"$concatArrays": ["$$e.parts", [{"runs": {"$ifNull": ["$runs", []]}, "o": "$$e.o"}]]},
+        }
+    }
+
+
+def part_runs_expression() -> dict[str, Any]:
+    """Aggregation expression: the runs of one part, in order; a listed run is picked out of the
+    part's chunk (``_chunk``, looked up by ``c``) by its id."""
+    chunk_runs = {"$ifNull": [{"$arrayElemAt": ["$_chunk.runs", 0]}, []]}
+    picked = {
+        "$map": {
+            "input": "$part.ids",
+            "as": "id",
+            "in": {
+                "$arrayElemAt": [
+                    {"$filter": {"input": chunk_runs, "as": "r", "cond": {"$eq": ["$$r.run_id", "$$id"]}}},
+                    0,
+                ]
+            },
+        }
+    }
+    return {"$cond": [{"$eq": [{"$type": "$part.c"}, "missing"]}, "$part.runs", picked]}
+
+
+IN_SESSION_ORDER = {"_id", "_seq", "run_index"}
+"""Sort keys (ascending) whose order one session's runs already come in: the session's own fields
+and the run's place in it."""
 
 
 def runs_pipeline(
@@ -535,11 +615,14 @@ def runs_pipeline(
     skip: int,
     limit: int | None,
 ) -> list[dict[str, Any]]:
-    """Runs across sessions as rows: match sessions, put back their overflowed runs, unwind, match, sort, page.
+    """Runs across sessions as rows: match sessions, split each into parts (its ``spilled`` entries,
+    then its own runs), unwind them, look up each entry's chunk, unwind the runs, match, sort, page.
 
     Overflowed runs are reached only through the session's own ``spilled`` entries (``$lookup`` by
-    chunk id), so they carry the session's current owner and incarnation. ``run_index`` is the
-    run's place in its session, oldest first.
+    chunk id, one chunk per pipeline document), so they carry the session's current owner and
+    incarnation. ``run_index`` is the run's place in its session, oldest first. One session's runs
+    in its own order need no ``$sort`` (they stream in that order, memory bounded by one chunk);
+    any other order is a ``$sort`` over every matched run, which spills to disk (``allowDiskUse``).
     """
     match: dict[str, Any] = {**scope_filter(user_id)}
     if session_id is not None:
@@ -548,13 +631,17 @@ def runs_pipeline(
         match["$or"] = [{"runs": {"$elemMatch": run_filter}}, {"spilled.0": {"$exists": True}}]
     pipeline: list[dict[str, Any]] = [
         {"$match": match},
-        {"$lookup": {"from": overflow_collection, "localField": "spilled.c", "foreignField": "_id", "as": "_chunks"}},
-        {"$project": {"user_id": 1, "runs": all_runs_expression()}},
-        {"$unwind": {"path": "$runs", "includeArrayIndex": "run_index"}},
+        {"$project": {"user_id": 1, "part": session_parts_expression()}},
+        {"$unwind": "$part"},
+        {"$lookup": {"from": overflow_collection, "localField": "part.c", "foreignField": "_id", "as": "_chunk"}},
+        {"$project": {"user_id": 1, "o": "$part.o", "runs": part_runs_expression()}},
+        {"$unwind": {"path": "$runs", "includeArrayIndex": "i"}},
+        {"$set": {"run_index": {"$add": ["$o", "$i"]}}},
     ]
     if run_filter:
         pipeline.append({"$match": {f"runs.{key}": value for key, value in run_filter.items()}})
-    pipeline.append({"$sort": dict(sort)})
+    if session_id is None or any(key not in IN_SESSION_ORDER or direction != 1 for key, direction in sort):
+        pipeline.append({"$sort": dict(sort)})
     if skip:
         pipeline.append({"$skip": skip})
     if limit is not None:
@@ -567,13 +654,13 @@ def runs_plan(
     pipeline: list[dict[str, Any]], skip: int, limit: int | None, *, count: bool
 ) -> Plan[tuple[list[dict[str, Any]], int | None]]:
     """Run the rows pipeline; count the matches only when the page does not already tell."""
-    rows: list[dict[str, Any]] = yield Command(SESSIONS, "aggregate", {"pipeline": pipeline})
+    rows: list[dict[str, Any]] = yield aggregate(SESSIONS, pipeline)
     if not count:
         return rows, None
     if limit is None or (len(rows) < limit and (rows or skip == 0)):
         return rows, skip + len(rows)
     head = [stage for stage in pipeline if not {"$sort", "$skip", "$limit"} & stage.keys()][:-1]
-    counted: list[dict[str, Any]] = yield Command(SESSIONS, "aggregate", {"pipeline": [*head, {"$count": "n"}]})
+    counted: list[dict[str, Any]] = yield aggregate(SESSIONS, [*head, {"$count": "n"}])
     return rows, counted[0]["n"] if counted else 0
 
 
@@ -616,12 +703,13 @@ def cancel_pending_run_plan(
     ):
         token = new_token()
         update: dict[str, Any] = {
-            "$set": {**changes, f"runs.$.{WRITE_TOKEN}": new_token(), "updated_at": now},
+            "$set": {**changes, f"runs.$.{WRITE_TOKEN}": new_token(), "updated_at": now, **reshaped()},
+            "$inc": dict(BUMP),
             "$push": {"_ops": {"$each": [token], "$slice": -8}},
         }
         sized: dict[str, Any] = {}
         if grows:
-            update["$inc"] = {"runs_bytes": grows}
+            update["$inc"]["runs_bytes"] = grows
             sized = fits(budget + CANCEL_HEADROOM, grows)
         command = Command(
             SESSIONS,

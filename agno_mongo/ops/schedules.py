@@ -49,6 +49,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import AgnoMongoError
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.ops.owned import DUPLICATE_KEY
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
@@ -495,16 +496,13 @@ def runs_filter(schedule_id: str, user_id: str | None) -> dict[str, Any]:
 def latest_runs(schedule_ids: list[str]) -> Command:
     """One ``aggregate``: the first run of each schedule in agno's order (index ``schedule_latest``
     serves the sort; ``$group`` keeps one document per schedule). MongoDB 6.0 operators only."""
-    return Command(
+    return aggregate(
         RUNS,
-        "aggregate",
-        {
-            "pipeline": [
-                {"$match": {"schedule_id": {"$in": schedule_ids}}},
-                {"$sort": dict([("schedule_id", ASCENDING), *LATEST_ORDER])},
-                {"$group": {"_id": "$schedule_id", "run": {"$first": "$$ROOT"}}},
-            ]
-        },
+        [
+            {"$match": {"schedule_id": {"$in": schedule_ids}}},
+            {"$sort": dict([("schedule_id", ASCENDING), *LATEST_ORDER])},
+            {"$group": {"_id": "$schedule_id", "run": {"$first": "$$ROOT"}}},
+        ],
     )
 
 

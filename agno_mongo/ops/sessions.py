@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Any
 
 import bson
@@ -22,6 +23,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
+from agno_mongo.schema.codec import RUN_REV
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
 
 SESSIONS = "sessions"
@@ -42,7 +44,36 @@ def new_token() -> str:
 
 def birth_fields() -> dict[str, Any]:
     """``$setOnInsert`` fields of every session a write creates: a new incarnation, no overflow."""
-    return {"inc": new_token(), "spilled": [], "spill_rev": 0}
+    return {"inc": new_token(), "spilled": [], "spill_rev": 0, SHAPE: new_token()}
+
+
+# --- revisions (what lets a cached read ask for only what changed: see agno_mongo.session_cache) ---
+
+REV = "rev"
+"""The session's revision: strictly increasing with every write of the document."""
+SHAPE = "shape"
+"""A token replaced by every write that removes, reorders or moves runs."""
+BUMP: dict[str, int] = {REV: 1}
+"""``$inc`` clause of a write that stores no run."""
+
+
+def next_revision(known: int | None = None) -> int:
+    """The revision a run write proposes: the clock in microseconds, past what the caller knows.
+
+    The write lands only if the stored revision is below it (:func:`below`); a stale guess (a clock
+    behind another writer's) misses once, and the writer tries again past the revision it reads.
+    """
+    return max(time.time_ns() // 1000, (known or 0) + 1)
+
+
+def below(revision: int) -> dict[str, Any]:
+    """Filter clause: the session's revision is below ``revision`` (or it has none yet)."""
+    return {REV: {"$not": {"$gte": revision}}}
+
+
+def reshaped() -> dict[str, Any]:
+    """``$set`` clause of a write that removes, reorders or moves runs: cached copies read it whole."""
+    return {SHAPE: new_token()}
 
 
 class MissingChunkError(AgnoMongoError):
@@ -100,12 +131,21 @@ SESSION_INDEXES = [
     IndexModel([("spilled.ids", ASCENDING)], name="spilled_ids"),
     # after a lost reply, a write's token says whether it was applied
     IndexModel([("_ops", ASCENDING)], name="ops_tokens", sparse=True),
-    # get_sessions: by user, by type, by component; newest first.
-    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
-    IndexModel([("session_type", ASCENDING), ("created_at", DESCENDING)], name="type_created"),
-    IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)], name="agent_created"),
-    IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING)], name="team_created"),
-    IndexModel([("workflow_id", ASCENDING), ("created_at", DESCENDING)], name="workflow_created"),
+    # get_sessions sorts by (created_at or updated_at, _id), either direction; these serve it with
+    # no in-memory sort: unfiltered, by owner, by component (docs/indexes.md has the combinations;
+    # session_type is a filter on the walked range). created_at and the component ids never change,
+    # so only the two updated_at indexes are rewritten by a run write. They replace the indexes
+    # user_created, type_created, agent_created, team_created and workflow_created (no _id), which
+    # an older deployment can drop.
+    IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="created_id"),
+    IndexModel([("updated_at", DESCENDING), ("_id", DESCENDING)], name="updated_id"),
+    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="user_created_id"),
+    IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], name="user_updated_id"),
+    IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="agent_created_id"),
+    IndexModel([("team_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="team_created_id"),
+    IndexModel(
+        [("workflow_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="workflow_created_id"
+    ),
 ]
 
 OVERFLOW_INDEXES = [
@@ -163,6 +203,7 @@ def upsert_session(fields: SessionFields, now: int, *, preserve_updated_at: bool
                     "schema_version": SCHEMA_VERSION,
                 },
                 "$setOnInsert": {"created_at": fields.created_at or now, "runs": [], **birth_fields()},
+                "$inc": BUMP,
                 "$currentDate": {TOUCHED_AT: True},
             },
             "upsert": True,
@@ -270,7 +311,7 @@ def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]
     return out
 
 
-def whole_session(match: dict[str, Any]) -> Plan[dict[str, Any] | None]:
+def whole_session(match: dict[str, Any], projection: dict[str, Any] = INTERNAL) -> Plan[dict[str, Any] | None]:
     """The session matching ``match`` with every run, overflowed ones included, as one consistent state.
 
     The session document is read first; the chunks it names never change, so they complete that
@@ -278,7 +319,9 @@ def whole_session(match: dict[str, Any]) -> Plan[dict[str, Any] | None]:
     """
     missing: str | None = None
     for _ in range(5):
-        document: dict[str, Any] | None = yield Command(SESSIONS, "find_one", {"filter": match, "projection": INTERNAL})
+        document: dict[str, Any] | None = yield Command(
+            SESSIONS, "find_one", {"filter": match, "projection": projection}
+        )
         if document is None or not document.get("spilled"):
             if document is not None:
                 document.pop("spilled", None)
@@ -325,9 +368,89 @@ def get_session(session_id: str, user_id: str | None, runs_limit: int | None) ->
     return whole
 
 
+CACHED: dict[str, Any] = {"spill_rev": False, "_ops": False}
+"""Projection of a read whose answer is cached: it keeps ``rev``, ``inc`` and ``shape``."""
+
+
+def delta_pipeline(match: dict[str, Any], rev: int, inc: str | None, shape: str | None) -> list[dict[str, Any]]:
+    """Aggregation: the session as a delta against a cached copy at ``rev``, or whole.
+
+    Same incarnation and shape: ``{_id, rev, d: true}`` if the revision is the same, else the
+    session's fields with only the runs written after ``rev`` (``_r > rev``), ``d: true``. Otherwise
+    the whole document with ``d: false``.
+    """
+    same = {
+        "$and": [
+            {"$eq": [{"$ifNull": ["$inc", ""]}, inc or ""]},
+            {"$eq": [{"$ifNull": [f"${SHAPE}", ""]}, shape or ""]},
+        ]
+    }
+    unchanged = {"$eq": [{"$ifNull": [f"${REV}", 0]}, rev]}
+    newer = {"$gt": [{"$ifNull": [f"$$run.{RUN_REV}", 0]}, rev]}
+    return [
+        {"$match": match},
+        {
+            "$replaceWith": {
+                "$cond": [
+                    {"$and": [same, unchanged]},
+                    {"_id": "$_id", REV: f"${REV}", "d": True},
+                    {"$mergeObjects": ["$$ROOT", {"d": same}]},
+                ]
+            }
+        },
+        {
+            "$set": {
+                "runs": {
+                    "$cond": [
+                        "$d",
+                        {"$filter": {"input": {"$ifNull": ["$runs", []]}, "as": "run", "cond": newer}},
+                        "$runs",
+                    ]
+                },
+                "spilled": {"$cond": ["$d", "$$REMOVE", "$spilled"]},
+            }
+        },
+        {"$project": CACHED},
+    ]
+
+
+def cached_session(
+    session_id: str, user_id: str | None, base: tuple[int, str | None, str | None] | None
+) -> Plan[tuple[dict[str, Any] | None, bool]]:
+    """The whole session, or with ``base`` (a cached copy's revision, incarnation and shape) the
+    delta against it: ``(answer, is_delta)``. One command, plus one for overflow chunks only when the
+    answer is whole and the session has overflowed."""
+    match = {"_id": session_id, **scope_filter(user_id)}
+    if base is not None:
+        documents: list[dict[str, Any]] = yield Command(
+            SESSIONS, "aggregate", {"pipeline": delta_pipeline(match, *base)}
+        )
+        if not documents:
+            return None, False
+        answer = documents[0]
+        if answer.pop("d", False):
+            return answer, True
+        if not answer.get("spilled"):
+            answer.pop("spilled", None)
+            return answer, False
+        found: list[dict[str, Any]] = yield Command(OVERFLOW, "find", {"filter": {"_id": {"$in": chunk_ids([answer])}}})
+        if assemble(answer, {chunk["_id"]: chunk for chunk in found}) is None:
+            return answer, False
+    return (yield from whole_session(match, CACHED)), False
+
+
 def is_context_run(run: dict[str, Any]) -> bool:
     """Python twin of the server-side context filter, for the rare overflowed read."""
     return run.get("parent_run_id") is None and run.get("status") not in HISTORY_SKIP_STATUSES
+
+
+def listing_sort(field: str, direction: int, *, id_field: str = "session_id") -> list[tuple[str, int]]:
+    """A listing's sort: ``field``, then ``_id`` in the same direction (an index holds both, so the
+    server walks it instead of sorting in memory). ``id_field`` is stored as ``_id`` too: sorting by
+    it is sorting by ``_id`` alone, which the ``_id`` index serves."""
+    if field == id_field:
+        return [("_id", direction)]
+    return [(field, direction), ("_id", direction)]
 
 
 def session_list_filter(
@@ -402,7 +525,12 @@ def renamed_data(session_name: str) -> dict[str, Any]:
 def renamed_fields_bytes(session_name: str) -> dict[str, Any]:
     """Aggregation expression: BSON size of the session once renamed, without its runs and overflow
     index (those have their own budget, ``max_runs_bytes``)."""
-    without_runs = {"runs": {"$literal": []}, "spilled": {"$literal": []}, "session_data": renamed_data(session_name)}
+    without_runs = {
+        "runs": {"$literal": []},
+        "spilled": {"$literal": []},
+        "session_data": renamed_data(session_name),
+        REV: {"$literal": 0},  # bookkeeping (the embedded server's $bsonSize cannot size an Int64)
+    }
     return {"$bsonSize": {"$mergeObjects": ["$$ROOT", without_runs]}}
 
 
@@ -424,7 +552,15 @@ def rename_session(
         "find_one_and_update",
         {
             "filter": {**query, "$expr": {"$lte": [renamed_fields_bytes(session_name), limit]}},
-            "update": [{"$set": {"session_data": renamed_data(session_name), "updated_at": {"$literal": now}}}],
+            "update": [
+                {
+                    "$set": {
+                        "session_data": renamed_data(session_name),
+                        "updated_at": {"$literal": now},
+                        REV: {"$add": [{"$ifNull": [f"${REV}", 0]}, 1]},
+                    }
+                }
+            ],
             "return_document": ReturnDocument.AFTER,
             "projection": INTERNAL,
         },
@@ -546,6 +682,7 @@ def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str 
             "filter": {"_id": session_id, "user_id": previous_user_id, "runs.status": {"$nin": ACTIVE_RUN_STATUSES}},
             "update": {
                 "$set": {"user_id": user_id, "updated_at": now},
+                "$inc": BUMP,
                 "$push": {"_ops": {"$each": [token], "$slice": -8}},
             },
         },

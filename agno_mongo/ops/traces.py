@@ -32,6 +32,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.ops.aggregations import LARGE_PAGE, aggregate, page_with_total, split_total, with_total
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.schema.traces import CONTEXT_FIELDS, SCHEMA_VERSION, TraceFields
 
@@ -42,9 +43,9 @@ DUPLICATE_KEY = 11000
 GroupBy = Literal["session", "agent", "team", "workflow", "endpoint"]
 GROUP_BY: tuple[GroupBy, ...] = ("session", "agent", "team", "workflow", "endpoint")
 
-FACET_MAX_ROWS = 5000
-"""Pages up to this size come back with their total in one ``$facet`` (one result document, which
-must stay under 16 MiB); larger pages take a second command for the count."""
+FACET_MAX_ROWS = LARGE_PAGE
+"""Pages up to this size come back with their total in one ``aggregate`` (the rows, then the count
+a ``$unionWith`` appends; no ``$facet``); larger pages take a second command for the count."""
 
 NEWEST_FIRST = {"start_time": DESCENDING, "_id": DESCENDING}
 
@@ -57,6 +58,10 @@ TRACE_INDEXES = [
     IndexModel([("session_id", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)], name="session_start"),
     # get_trace(run_id=...) and get_traces(run_id=...).
     IndexModel([("run_id", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)], name="run_start"),
+    # get_traces(agent_id= / team_id= / workflow_id=...): AgentOS's trace list filtered by component.
+    IndexModel([("agent_id", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)], name="agent_start"),
+    IndexModel([("team_id", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)], name="team_start"),
+    IndexModel([("workflow_id", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)], name="workflow_start"),
 ]
 
 SPAN_INDEXES = [
@@ -212,7 +217,7 @@ def get_trace(trace_id: str | None, run_id: str | None, spans_collection: str) -
     else:
         stages = [{"$match": {"run_id": run_id}}, {"$sort": NEWEST_FIRST}]
     stages += [{"$limit": 1}, span_counts_lookup(spans_collection)]
-    return Command(TRACES, "aggregate", {"pipeline": stages})
+    return aggregate(TRACES, stages)
 
 
 def time_range(field: str, start: datetime | None, end: datetime | None) -> dict[str, Any]:
@@ -236,80 +241,43 @@ def combine(*queries: dict[str, Any]) -> dict[str, Any]:
 
 
 def traces_page(
-    query: dict[str, Any], limit: int, skip: int, spans_collection: str
+    query: dict[str, Any], limit: int, skip: int, spans_collection: str, traces_collection: str = TRACES
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
-    """A page of traces (newest first, with span counts) and the total, in one ``aggregate``."""
+    """A page of traces (newest first, with span counts) and the total, in one ``aggregate``: the
+    page's documents, then the count appended by a ``$unionWith`` (no ``$facet``: each trace is its
+    own document through the cursor). A page over :data:`FACET_MAX_ROWS` is counted by
+    ``count_documents`` of its own."""
     head: list[dict[str, Any]] = [{"$match": query}, {"$sort": NEWEST_FIRST}]
     rows: list[dict[str, Any]] = [{"$skip": skip}, {"$limit": limit}, span_counts_lookup(spans_collection)]
     if limit > FACET_MAX_ROWS:
-        documents: list[dict[str, Any]] = yield Command(TRACES, "aggregate", {"pipeline": [*head, *rows]})
+        documents: list[dict[str, Any]] = yield aggregate(TRACES, [*head, *rows])
         total: int = yield Command(TRACES, "count_documents", {"filter": query})
         return documents, total
-    result = yield from facet(TRACES, [*head, {"$facet": {"rows": rows, "total": [{"$count": "n"}]}}])
-    return result
-
-
-def facet(collection: str, pipeline: list[dict[str, Any]]) -> Plan[tuple[list[dict[str, Any]], int]]:
-    """Run a pipeline ending in ``$facet {rows, total}``; the rows and the total count."""
-    result: list[dict[str, Any]] = yield Command(collection, "aggregate", {"pipeline": pipeline})
-    page = result[0] if result else {}
-    total = page.get("total") or [{"n": 0}]
-    return list(page.get("rows") or []), int(total[0]["n"])
+    answer: list[dict[str, Any]] = yield aggregate(
+        TRACES, with_total([*head, *rows], traces_collection, [{"$match": query}])
+    )
+    return split_total(answer)
 
 
 def _non_null(array: Any, condition: dict[str, Any]) -> dict[str, Any]:
     return {"$filter": {"input": array, "as": "v", "cond": condition}}
 
 
-def _percentile_cont(values: str, fraction: float) -> dict[str, Any]:
-    """SQL's ``percentile_cont``: linear interpolation between the two nearest ranks of a sorted array."""
-    sorted_values = {"$sortArray": {"input": _non_null(values, {"$isNumber": "$$v"}), "sortBy": 1}}
-    return {
-        "$let": {
-            "vars": {"a": sorted_values},
-            "in": {
-                "$cond": [
-                    {"$eq": [{"$size": "$$a"}, 0]},
-                    None,
-                    {
-                        "$let": {
-                            "vars": {"r": {"$multiply": [fraction, {"$subtract": [{"$size": "$$a"}, 1]}]}},
-                            "in": {
-                                "$let": {
-                                    "vars": {"lo": {"$toInt": {"$floor": "$$r"}}, "hi": {"$toInt": {"$ceil": "$$r"}}},
-                                    "in": {
-                                        "$add": [
-                                            {"$arrayElemAt": ["$$a", "$$lo"]},
-                                            {
-                                                "$multiply": [
-                                                    {"$subtract": ["$$r", "$$lo"]},
-                                                    {
-                                                        "$subtract": [
-                                                            {"$arrayElemAt": ["$$a", "$$hi"]},
-                                                            {"$arrayElemAt": ["$$a", "$$lo"]},
-                                                        ]
-                                                    },
-                                                ]
-                                            },
-                                        ]
-                                    },
-                                }
-                            },
-                        }
-                    },
-                ]
-            },
-        }
-    }
-
-
-def stats_pipeline(match: dict[str, Any], group_by: GroupBy, limit: int, skip: int) -> list[dict[str, Any]]:
-    """The ``get_trace_stats`` aggregation: group, order, page and count in one pipeline.
+def stats_pipeline(match: dict[str, Any], group_by: GroupBy) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``get_trace_stats`` aggregation, unpaged, and the pipeline yielding one document per group
+    (to count the groups).
 
     ``session``: per session its owner and component ids, trace count and first/last trace,
     latest activity first. A component grouping (``agent``/``team``/``workflow``, or ``endpoint``:
     traces with no component id, by name) adds sessions, durations (avg, p95, max) and error
-    traces, most traces first. The p95 is computed only for the page's rows.
+    traces, most traces first.
+
+    Bounded in memory: every accumulator is a ``$sum`` / ``$min`` / ``$max`` (they spill to disk),
+    never an array. Distinct sessions are counted by grouping twice, by (group, session) and then by
+    group. The p95 is SQL's ``percentile_cont(0.95)`` over the numeric durations, computed as
+    :func:`span_stats_pipeline` does: two ``$setWindowFields`` number each trace within its group in
+    ascending and descending duration order, so each knows its rank and the group's size, and the
+    group keeps only the one or two durations at the interpolated rank.
     """
     times = {"first_trace_at": {"$min": "$created_at"}, "last_trace_at": {"$max": "$created_at"}}
     if group_by == "session":
@@ -321,37 +289,102 @@ def stats_pipeline(match: dict[str, Any], group_by: GroupBy, limit: int, skip: i
             "total_traces": {"$sum": 1},
             **times,
         }
-        order: dict[str, int] = {"last_trace_at": DESCENDING, "_id": ASCENDING}
-        rows: list[dict[str, Any]] = [{"$skip": skip}, {"$limit": limit}]
+        head = [{"$match": combine(scope, match)}]
+        return [*head, {"$group": group}, {"$sort": {"last_trace_at": DESCENDING, "_id": ASCENDING}}], [
+            *head,
+            {"$group": {"_id": "$session_id"}},
+        ]
+    if group_by == "endpoint":
+        scope = {"agent_id": None, "team_id": None, "workflow_id": None}
+        key = "$name"
     else:
-        if group_by == "endpoint":
-            scope = {"agent_id": None, "team_id": None, "workflow_id": None}
-            key = "$name"
-        else:
-            scope = {f"{group_by}_id": {"$ne": None}}
-            key = f"${group_by}_id"
-        group = {
-            "_id": key,
-            "total_traces": {"$sum": 1},
-            "sessions": {"$addToSet": "$session_id"},
-            "avg_duration_ms": {"$avg": "$duration_ms"},
-            "max_duration_ms": {"$max": "$duration_ms"},
-            "durations": {"$push": "$duration_ms"},
-            "error_traces": {"$sum": {"$cond": [{"$eq": ["$status", "ERROR"]}, 1, 0]}},
-            **times,
-        }
-        order = {"total_traces": DESCENDING, "_id": ASCENDING}
-        summary = {
-            "total_sessions": {"$size": _non_null("$sessions", {"$ne": ["$$v", None]})},
-            "p95_duration_ms": _percentile_cont("$durations", 0.95),
-        }
-        rows = [{"$skip": skip}, {"$limit": limit}, {"$set": summary}, {"$unset": ["sessions", "durations"]}]
-    return [
-        {"$match": combine(scope, match)},
-        {"$group": group},
-        {"$sort": order},
-        {"$facet": {"rows": rows, "total": [{"$count": "n"}]}},
+        scope = {f"{group_by}_id": {"$ne": None}}
+        key = f"${group_by}_id"
+    head = [{"$match": combine(scope, match)}]
+    numeric = {"$isNumber": "$duration_ms"}
+    partition = {"k": "$_k", "n": "$_n"}
+    rank = {"$subtract": ["$up", 1]}  # 0-based position in ascending duration order
+    at = {"$cond": ["$_n", "$r", None]}
+
+    def at_rank(bound: str) -> dict[str, Any]:
+        return {"$max": {"$cond": [{"$and": ["$_n", {"$eq": [rank, {bound: "$r"}]}]}, "$duration_ms", None]}}
+
+    def total(field: str) -> dict[str, Any]:
+        return {"$sum": f"${field}"}
+
+    stages: list[dict[str, Any]] = [
+        *head,
+        {
+            "$project": {
+                "_k": key,
+                "_n": numeric,
+                "s": {"$ifNull": ["$session_id", None]},
+                "duration_ms": True,
+                "status": True,
+                "created_at": True,
+            }
+        },
+        {
+            "$setWindowFields": {
+                "partitionBy": partition,
+                "sortBy": {"duration_ms": ASCENDING, "_id": ASCENDING},
+                "output": {"up": {"$documentNumber": {}}},
+            }
+        },
+        {
+            "$setWindowFields": {
+                "partitionBy": partition,
+                "sortBy": {"duration_ms": DESCENDING, "_id": DESCENDING},
+                "output": {"down": {"$documentNumber": {}}},
+            }
+        },
+        # up + down - 1 is the size of the group's numeric durations; r the rank percentile_cont uses.
+        {"$set": {"r": {"$multiply": [0.95, {"$subtract": [{"$add": ["$up", "$down"]}, 2]}]}}},
+        {
+            "$group": {
+                "_id": {"k": "$_k", "s": "$s"},
+                "traces": {"$sum": 1},
+                "sum": {"$sum": {"$cond": ["$_n", "$duration_ms", 0]}},
+                "count": {"$sum": {"$cond": ["$_n", 1, 0]}},
+                "max_duration_ms": {"$max": "$duration_ms"},
+                "error_traces": {"$sum": {"$cond": [{"$eq": ["$status", "ERROR"]}, 1, 0]}},
+                **times,
+                "r": {"$max": at},
+                "low": at_rank("$floor"),
+                "high": at_rank("$ceil"),
+            }
+        },
+        {
+            "$group": {
+                "_id": "$_id.k",
+                "total_traces": total("traces"),
+                "total_sessions": {"$sum": {"$cond": [{"$eq": ["$_id.s", None]}, 0, 1]}},
+                "sum": total("sum"),
+                "count": total("count"),
+                "max_duration_ms": {"$max": "$max_duration_ms"},
+                "error_traces": total("error_traces"),
+                "first_trace_at": {"$min": "$first_trace_at"},
+                "last_trace_at": {"$max": "$last_trace_at"},
+                "r": {"$max": "$r"},
+                "low": {"$max": "$low"},
+                "high": {"$max": "$high"},
+            }
+        },
+        {
+            "$set": {
+                "avg_duration_ms": {"$cond": [{"$gt": ["$count", 0]}, {"$divide": ["$sum", "$count"]}, None]},
+                "p95_duration_ms": {
+                    "$add": [
+                        "$low",
+                        {"$multiply": [{"$subtract": ["$r", {"$floor": "$r"}]}, {"$subtract": ["$high", "$low"]}]},
+                    ]
+                },
+            }
+        },
+        {"$unset": ["sum", "count", "r", "low", "high"]},
+        {"$sort": {"total_traces": DESCENDING, "_id": ASCENDING}},
     ]
+    return stages, [*head, {"$group": {"_id": key}}]
 
 
 # --- FilterExpr ----------------------------------------------------------------------------------------------
@@ -606,38 +639,17 @@ def span_stats_pipeline(
 
 
 def span_stats_plan(
-    pipeline: list[dict[str, Any]], limit: int | None, skip: int
+    pipeline: list[dict[str, Any]], limit: int | None, skip: int, spans_collection: str = SPANS
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """A page of groups and how many groups there are: one ``aggregate``.
 
     Without a limit every group comes back (agno then skips none) and their number is the total;
-    a page up to :data:`FACET_MAX_ROWS` comes with its total through ``$facet``; ``limit=0`` (an
-    empty page, as SQL's ``LIMIT 0``) and a larger page count the groups in an ``aggregate`` of its own.
+    a page up to :data:`FACET_MAX_ROWS` is followed in the same cursor by the number of groups (a
+    ``$unionWith`` grouping the matched spans by name and type only, without the duration
+    windows); ``limit=0`` (an empty page, as SQL's ``LIMIT 0``) and a larger page count the groups
+    in an ``aggregate`` of its own. ``spans_collection`` is the spans' real collection name.
     """
-    if limit is None:
-        rows: list[dict[str, Any]] = yield Command(SPANS, "aggregate", {"pipeline": pipeline, "allowDiskUse": True})
-        return rows, len(rows)
-    if limit == 0:
-        total = yield from span_groups(pipeline)
-        return [], total
-    page = [{"$skip": skip}, {"$limit": limit}]
-    if limit > FACET_MAX_ROWS:
-        rows = yield Command(SPANS, "aggregate", {"pipeline": [*pipeline, *page], "allowDiskUse": True})
-        total = yield from span_groups(pipeline)
-        return rows, total
-    result: list[dict[str, Any]] = yield Command(
-        SPANS,
-        "aggregate",
-        {"pipeline": [*pipeline, {"$facet": {"rows": page, "total": [{"$count": "n"}]}}], "allowDiskUse": True},
-    )
-    found = result[0] if result else {}
-    counted = found.get("total") or [{"n": 0}]
-    return list(found.get("rows") or []), int(counted[0]["n"])
-
-
-def span_groups(pipeline: list[dict[str, Any]]) -> Plan[int]:
-    """How many groups the pipeline yields: one ``aggregate`` ending in ``$count``."""
-    counted: list[dict[str, Any]] = yield Command(
-        SPANS, "aggregate", {"pipeline": [*pipeline, {"$count": "n"}], "allowDiskUse": True}
-    )
-    return int(counted[0]["n"]) if counted else 0
+    windows = next(i for i, stage in enumerate(pipeline) if "$setWindowFields" in stage)
+    counting = [*pipeline[:windows], {"$group": {"_id": {"name": "$name", "span_type": "$span_type"}}}]
+    result = yield from page_with_total(SPANS, spans_collection, pipeline, counting, skip, limit)
+    return result

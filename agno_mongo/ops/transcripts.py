@@ -36,6 +36,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError, WriteContentionError
+from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
 from agno_mongo.schema.codec import MARKER
 from agno_mongo.schema.transcripts import MAX_DOCUMENT_BYTES, SCHEMA_VERSION, PreparedEntry, TranscriptKey
@@ -242,34 +243,34 @@ def find_entries(key: TranscriptKey) -> Command:
 
 def list_sessions(framework: str, project_key: str) -> Command:
     """One ``aggregate``: each session with a main transcript and its newest append's time, by session id."""
-    return Command(
+    return aggregate(
         TRANSCRIPTS,
-        "aggregate",
-        {
-            "pipeline": [
-                {"$match": {"framework": framework, "project_key": project_key, "subpath": ""}},
-                {"$sort": {"session_id": ASCENDING, "created_at": DESCENDING}},
-                {"$group": {"_id": "$session_id", "mtime": {"$first": "$created_at"}}},
-                {"$sort": {"_id": ASCENDING}},
-            ]
-        },
+        [
+            {"$match": {"framework": framework, "project_key": project_key, "subpath": ""}},
+            {"$sort": {"session_id": ASCENDING, "created_at": DESCENDING}},
+            {"$group": {"_id": "$session_id", "mtime": {"$first": "$created_at"}}},
+            {"$sort": {"_id": ASCENDING}},
+        ],
     )
 
 
 def list_subpaths(framework: str, project_key: str, session_id: str) -> Command:
-    """One ``distinct``: the session's subagent transcript paths (unordered; the contract sorts them)."""
-    return Command(
+    """One ``aggregate``: the session's subagent transcript paths, each once as ``{_id}``, sorted,
+    through a cursor (not ``distinct``, whose one-document answer stops at 16 MiB)."""
+    return aggregate(
         TRANSCRIPTS,
-        "distinct",
-        {
-            "key": "subpath",
-            "filter": {
-                "framework": framework,
-                "project_key": project_key,
-                "session_id": session_id,
-                "subpath": {"$ne": ""},
+        [
+            {
+                "$match": {
+                    "framework": framework,
+                    "project_key": project_key,
+                    "session_id": session_id,
+                    "subpath": {"$ne": "", "$exists": True},
+                }
             },
-        },
+            {"$group": {"_id": "$subpath"}},
+            {"$sort": {"_id": ASCENDING}},
+        ],
     )
 
 

@@ -84,6 +84,8 @@ MARKER: Final = "_codec"
 """Field that says "decode me": ``{"_codec": {"session_data": 1}}`` on a document, ``"_codec": 1`` in a run."""
 WRITE_TOKEN: Final = "_w"
 """Key of the token each write gives a stored run (see :mod:`agno_mongo.ops.runs`); never shown to agno."""
+RUN_REV: Final = "_r"
+"""The session revision at which a run was last written (see :mod:`agno_mongo.session_cache`)."""
 
 CODEC_VERSION: Final = 1
 """Value stored under ``MARKER``; a later format would bump it."""
@@ -648,7 +650,7 @@ def encode_run(run: Mapping[str, Any], path: str = "run", *, max_depth: int = MA
     Returns ``run`` itself when nothing changed. ``max_depth`` defaults to the room left below the
     session document and its ``runs`` array.
     """
-    for reserved in (MARKER, WRITE_TOKEN):
+    for reserved in (MARKER, WRITE_TOKEN, RUN_REV):
         if reserved in run:
             raise InvalidInputError(f"{path}.{reserved}", "is reserved for agno-mongo")
     encoded, changed = encode(run, path, max_depth=max_depth)
@@ -664,8 +666,9 @@ def decode_run(stored: Mapping[str, Any], path: str = "run") -> dict[str, Any]:
     if MARKER not in stored:
         run = stored if type(stored) is dict else dict(stored)
         run.pop(WRITE_TOKEN, None)
+        run.pop(RUN_REV, None)
         return run
     _check_version(stored[MARKER], f"{path}.{MARKER}")
-    restored = decode({key: value for key, value in stored.items() if key not in (MARKER, WRITE_TOKEN)}, path)
+    restored = decode({key: value for key, value in stored.items() if key not in (MARKER, WRITE_TOKEN, RUN_REV)}, path)
     assert isinstance(restored, dict)
     return restored

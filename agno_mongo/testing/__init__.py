@@ -1,9 +1,10 @@
 """Test helpers: a MongoDB-compatible server to run against, and offline stand-ins for an LLM.
 
-``mongodb_server()`` picks, in order: ``MONGODB_URI`` / ``MONGODB_URL`` from the environment; a testcontainers
-``mongo:7`` (or ``AGNO_MONGO_TEST_IMAGE``), started as a single-node replica set, when a Docker engine
-answers; else the embedded mongoeco server
-(``EmbeddedServer``, Python >= 3.13).
+``mongodb_server()`` picks, in order: ``MONGODB_URL`` (or its alias ``MONGODB_URI``) from the
+environment; a testcontainers ``mongo:7`` (or ``AGNO_MONGO_TEST_IMAGE``), started as a single-node
+replica set, when a Docker engine answers; else the embedded mongoeco server
+(``EmbeddedServer``, Python >= 3.13), which batches cursors as MongoDB does (101 documents first, at most
+16 MiB per batch, ``getMore`` for the rest: ``agno_mongo.testing.batches``), so command counts match a real server.
 Imports of submodules, docker, testcontainers and agno models happen on first use, so importing this package is cheap.
 """
 
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 ServerKind = Literal["env", "docker", "embedded"]
-ENV_VARS = ("MONGODB_URI", "MONGODB_URL")
+ENV_VARS = ("MONGODB_URL", "MONGODB_URI")
+"""The server's address: ``MONGODB_URL``, with ``MONGODB_URI`` accepted as an alias (see :mod:`agno_mongo.local`)."""
 DOCKER_IMAGE = os.environ.get("AGNO_MONGO_TEST_IMAGE", "").strip() or "mongo:7"
 """Image testcontainers starts; ``AGNO_MONGO_TEST_IMAGE=mongo:8`` picks another."""
 
@@ -46,11 +48,9 @@ _last_choice: ServerKind | None = None
 
 
 def _env_url() -> str | None:
-    for name in ENV_VARS:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
+    from agno_mongo.local import env_url
+
+    return env_url()
 
 
 def docker_available(timeout_s: float = 3.0) -> bool:

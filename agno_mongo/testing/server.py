@@ -4,6 +4,11 @@
 and prints ``READY <port>`` once it accepts connections. ``EmbeddedServer`` starts and stops that process, so
 real drivers (PyMongo, PyMongo async, Motor) talk to it over TCP exactly as they would to ``mongod``.
 It runs in its own process so the server's event loop never competes with the code under test.
+
+Cursors are batched as MongoDB batches them (``agno_mongo.testing.batches``): 101 documents in the first batch
+of ``find`` / ``aggregate`` unless a ``batchSize`` is given, at most 16 MiB per batch, ``getMore`` for the rest.
+mongoeco on its own answers every cursor in one batch; ``--one-batch`` (``EmbeddedServer(mongodb_batches=False)``)
+keeps that, to compare.
 """
 
 from __future__ import annotations
@@ -59,10 +64,17 @@ def server_is_reachable(url: str, timeout_s: float = 2.0) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 
-async def serve(host: str, port: int, path: str | None, *, exit_on_stdin_eof: bool = False) -> None:
-    """Serve the mongoeco wire proxy until SIGTERM/SIGINT (or stdin EOF when asked), then close it cleanly."""
+async def serve(
+    host: str, port: int, path: str | None, *, exit_on_stdin_eof: bool = False, mongodb_batches: bool = True
+) -> None:
+    """Serve the mongoeco wire proxy until SIGTERM/SIGINT (or stdin EOF when asked), then close it cleanly.
+
+    ``mongodb_batches`` (the default) gives cursors MongoDB's batch sizes (``agno_mongo.testing.batches``).
+    """
     from mongoeco.engines.sqlite import SQLiteEngine
     from mongoeco.wire import AsyncMongoEcoProxyServer
+
+    from agno_mongo.testing.batches import install_mongodb_batches
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -87,7 +99,9 @@ async def serve(host: str, port: int, path: str | None, *, exit_on_stdin_eof: bo
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 
     engine = SQLiteEngine(path) if path else None
-    async with AsyncMongoEcoProxyServer(engine=engine, host=host, port=port) as server:
+    with install_mongodb_batches() if mongodb_batches else contextlib.nullcontext():
+        proxy = AsyncMongoEcoProxyServer(engine=engine, host=host, port=port)
+    async with proxy as server:
         print(f"{READY_PREFIX}{server.address.port}", flush=True)
         await stop.wait()
 
@@ -102,10 +116,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
     parser.add_argument("--path", default=None, help="SQLite file for durable data; in-memory when omitted")
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin closes")
+    parser.add_argument(
+        "--one-batch",
+        action="store_true",
+        help="answer every cursor in one batch (mongoeco's own behaviour) instead of MongoDB's 101 / 16 MiB batches",
+    )
     args = parser.parse_args(argv)
     if not mongoeco_available():
         parser.exit(2, "mongoeco is not installed (it needs Python >= 3.13): pip install 'agno-mongo[embedded]'\n")
-    asyncio.run(serve(args.host, args.port, args.path, exit_on_stdin_eof=args.exit_on_stdin_eof))
+    eof, batches = args.exit_on_stdin_eof, not args.one_batch
+    asyncio.run(serve(args.host, args.port, args.path, exit_on_stdin_eof=eof, mongodb_batches=batches))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -118,7 +138,9 @@ class EmbeddedServer:
 
     ``start()`` blocks until the server prints ``READY`` (bounded by ``startup_timeout``); ``stop()`` sends SIGTERM
     and kills after ``stop_timeout``. With ``path`` the data lives in a SQLite file, so ``stop()`` then ``start()``
-    again keeps it (the port, and so ``url``, changes on restart unless ``port`` was given).
+    again keeps it (the port, and so ``url``, changes on restart unless ``port`` was given). Cursors are batched as
+    MongoDB does (101 documents first, 16 MiB per batch, ``getMore`` for the rest) unless ``mongodb_batches=False``
+    asks for mongoeco's one batch per cursor.
     """
 
     def __init__(
@@ -129,8 +151,10 @@ class EmbeddedServer:
         port: int = 0,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        mongodb_batches: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self.mongodb_batches = mongodb_batches
         self.host = host
         self._requested_port = port
         self.startup_timeout = startup_timeout
@@ -173,6 +197,8 @@ class EmbeddedServer:
             )
         cmd = [sys.executable, "-m", "agno_mongo.testing.server", "--host", self.host]
         cmd += ["--port", str(self._requested_port), "--exit-on-stdin-eof"]
+        if not self.mongodb_batches:
+            cmd.append("--one-batch")
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--path", str(self.path)]
