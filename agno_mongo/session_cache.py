@@ -61,13 +61,11 @@ class Entry:
     size: int
 
 
-def _entry(document: dict[str, Any]) -> Entry:
-    """Encode a whole session document (runs included) as an entry."""
-    runs = document.get("runs") or []
-    fields = bson.encode({key: value for key, value in document.items() if key != "runs"})
-    encoded = [bson.encode(run) for run in runs]
-    base = Base(int(document.get("rev") or 0), document.get("inc"), document.get("shape"))
-    return Entry(base, fields, encoded, [run.get("run_id") for run in runs], len(fields) + sum(map(len, encoded)))
+def _entry(fields: dict[str, Any], runs: list[bytes], run_ids: list[Any]) -> Entry:
+    """An entry from a session's fields (``rev``, ``inc`` and ``shape`` among them) and its runs, encoded."""
+    encoded = bson.encode(fields)
+    base = Base(int(fields.get("rev") or 0), fields.get("inc"), fields.get("shape"))
+    return Entry(base, encoded, runs, run_ids, len(encoded) + sum(map(len, runs)))
 
 
 def check_cache_bounds(sessions: object, size: object) -> tuple[int, int]:
@@ -125,9 +123,11 @@ class SessionCache:
     def store(self, session_id: str, document: dict[str, Any]) -> dict[str, Any]:
         """Remember a whole session the server sent; returns it as a fresh document."""
         runs = document.get("runs")
-        valid = isinstance(runs, list) and all(isinstance(run, dict) for run in runs)
-        if self.enabled and valid:  # a malformed document is not kept: reading it raises anyway
-            self._put(session_id, _entry(document))
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+            return document  # a malformed document is not kept: reading it raises anyway
+        if self.enabled:
+            fields = {key: value for key, value in document.items() if key != "runs"}
+            self._put(session_id, _entry(fields, [bson.encode(run) for run in runs], [r.get("run_id") for r in runs]))
         return document
 
     def merge(self, session_id: str, base: Base, answer: dict[str, Any]) -> dict[str, Any] | None:
@@ -149,14 +149,7 @@ class SessionCache:
         held = set(entry.run_ids)
         added = [run for run_id, run in changed.items() if run_id not in held]
         raws.extend(bson.encode(run) for run in added)  # new runs, in the order the session holds them
-        encoded_fields = bson.encode(fields)
-        merged = Entry(
-            Base(int(fields.get("rev") or 0), fields.get("inc"), fields.get("shape")),
-            encoded_fields,
-            raws,
-            [*entry.run_ids, *(run.get("run_id") for run in added)],
-            len(encoded_fields) + sum(map(len, raws)),
-        )
+        merged = _entry(fields, raws, [*entry.run_ids, *(run.get("run_id") for run in added)])
         if self.enabled:
             self._put(session_id, merged)
         return self._document(merged)

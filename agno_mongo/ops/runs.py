@@ -87,6 +87,10 @@ def fits(budget: int, size: int) -> dict[str, Any]:
     return {"runs_bytes": {"$not": {"$gt": budget - size}}}
 
 
+NEXT_REV: dict[str, Any] = {"$add": [f"${REV}", 1]}
+"""Aggregation expression: the session's revision plus one."""
+
+
 def set_run(
     session_id: str,
     user_id: str | None,
@@ -132,9 +136,6 @@ def set_run(
             ],
         },
     )
-
-
-NEXT_REV: dict[str, Any] = {"$add": [f"${REV}", 1]}
 
 
 def push_run(

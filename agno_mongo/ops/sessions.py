@@ -322,17 +322,22 @@ def whole_session(match: dict[str, Any], projection: dict[str, Any] = INTERNAL) 
         document: dict[str, Any] | None = yield Command(
             SESSIONS, "find_one", {"filter": match, "projection": projection}
         )
-        if document is None or not document.get("spilled"):
-            if document is not None:
-                document.pop("spilled", None)
-            return document
-        found: list[dict[str, Any]] = yield Command(
-            OVERFLOW, "find", {"filter": {"_id": {"$in": chunk_ids([document])}}}
-        )
-        missing = assemble(document, {chunk["_id"]: chunk for chunk in found})
+        if document is None:
+            return None
+        missing = yield from with_overflow(document)
         if missing is None:
             return document
     raise MissingChunkError(match.get("_id"), missing)
+
+
+def with_overflow(document: dict[str, Any]) -> Plan[str | None]:
+    """Put a session document's overflowed runs back in place (one read of its chunks, none if it
+    has not overflowed); the id of a missing chunk, if any (a newer state exists: read again)."""
+    if not document.get("spilled"):
+        document.pop("spilled", None)
+        return None
+    found: list[dict[str, Any]] = yield Command(OVERFLOW, "find", {"filter": {"_id": {"$in": chunk_ids([document])}}})
+    return assemble(document, {chunk["_id"]: chunk for chunk in found})
 
 
 def get_session(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
@@ -430,11 +435,7 @@ def cached_session(
         answer = documents[0]
         if answer.pop("d", False):
             return answer, True
-        if not answer.get("spilled"):
-            answer.pop("spilled", None)
-            return answer, False
-        found: list[dict[str, Any]] = yield Command(OVERFLOW, "find", {"filter": {"_id": {"$in": chunk_ids([answer])}}})
-        if assemble(answer, {chunk["_id"]: chunk for chunk in found}) is None:
+        if (yield from with_overflow(answer)) is None:
             return answer, False
     return (yield from whole_session(match, CACHED)), False
 
