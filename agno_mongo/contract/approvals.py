@@ -20,7 +20,7 @@ from agno_mongo.contract.checks import check_skip as _check_skip
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import approvals as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.common import page_of
 from agno_mongo.schema.approvals import approval_row, check_changes, check_record
 
 _RUN_STATUSES = {member.value for member in RunStatus}

@@ -30,7 +30,7 @@ from agno_mongo.contract.checks import check_id, check_ids, check_int, check_opt
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import company as ops
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.common import page_of
 from agno_mongo.schema.codec import encode_fields
 from agno_mongo.schema.company import PRODUCT_ARCHIVED, PROJECT_ARCHIVED, check_changes, check_record, company_row
 

@@ -25,7 +25,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import EvalRunOwnershipError, InvalidInputError
 from agno_mongo.ops import evals as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of
 from agno_mongo.schema.evals import EvalFields, eval_out, eval_row
 
 EVAL_SORT_FIELDS = {

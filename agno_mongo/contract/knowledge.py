@@ -16,7 +16,7 @@ from agno_mongo.contract.checks import check_id, check_owner, check_page, check_
 from agno_mongo.errors import KnowledgeOwnershipError
 from agno_mongo.ops import knowledge as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of
 from agno_mongo.schema.knowledge import KnowledgeFields, knowledge_out
 
 KNOWLEDGE_SORT_FIELDS = {

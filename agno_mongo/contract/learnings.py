@@ -24,7 +24,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.common import page_of
 from agno_mongo.schema.codec import decode_fields
 from agno_mongo.schema.learnings import LearningFields, learning_out
 from agno_mongo.schema.session import reading

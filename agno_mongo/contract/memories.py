@@ -26,7 +26,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import memories as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of
 from agno_mongo.schema.memories import MemoryFields, memory_out
 
 MEMORY_SORT_FIELDS = {

@@ -39,7 +39,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError
 from agno_mongo.ops import schedules as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.sessions import page_of
+from agno_mongo.ops.common import page_of
 from agno_mongo.schema.schedules import (
     check_provenance,
     check_run_changes,

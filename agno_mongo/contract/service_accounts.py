@@ -14,8 +14,8 @@ from agno_mongo.contract.checks import check_id, check_int, check_owner, check_s
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import service_accounts as ops
 from agno_mongo.ops.command import Plan
+from agno_mongo.ops.common import page_of
 from agno_mongo.ops.service_accounts import ServiceAccountConflictError
-from agno_mongo.ops.sessions import page_of
 from agno_mongo.schema.service_accounts import ServiceAccountFields, service_account_row
 
 __all__ = ["MUTABLE", "ServiceAccountConflictError", "ServiceAccountContract"]

@@ -27,7 +27,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan, ReplyLost
-from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
+from agno_mongo.ops.common import DUPLICATE_KEY
+from agno_mongo.ops.owned import create_upsert
 from agno_mongo.schema.approvals import FREE_FORM, SCHEMA_VERSION
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 

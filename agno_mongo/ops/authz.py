@@ -34,7 +34,8 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, backoff
-from agno_mongo.ops.owned import CREATE_RACE_ROUNDS, DUPLICATE_KEY
+from agno_mongo.ops.common import DUPLICATE_KEY
+from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.codec import encode_fields
 
 NAMES = "authz"

@@ -36,7 +36,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from agno_mongo.ops import command
 from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
-from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
+from agno_mongo.ops.common import DUPLICATE_KEY
+from agno_mongo.ops.owned import create_upsert
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.company import (
     ACTIVITY,

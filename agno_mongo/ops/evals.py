@@ -16,8 +16,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.owned import DUPLICATE_KEY, create_upsert
-from agno_mongo.ops.sessions import scope_filter
+from agno_mongo.ops.common import DUPLICATE_KEY, scope_filter
+from agno_mongo.ops.owned import create_upsert
 from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 
 EVALS = "evals"

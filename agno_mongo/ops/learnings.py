@@ -21,9 +21,9 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import owner_filter
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.owned import may_write, owner_checked_upsert
-from agno_mongo.ops.sessions import owner_filter
 from agno_mongo.schema.codec import MARKER, decode_fields
 from agno_mongo.schema.learnings import (
     SCHEMA_VERSION,

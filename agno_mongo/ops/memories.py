@@ -21,8 +21,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from agno_mongo.ops.aggregations import aggregate, page_with_total
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import owner_filter, scope_filter
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
-from agno_mongo.ops.sessions import owner_filter, scope_filter
 from agno_mongo.schema.memories import SCHEMA_VERSION, MemoryFields
 
 MEMORIES = "memories"

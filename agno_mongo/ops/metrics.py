@@ -26,6 +26,7 @@ from pymongo.errors import BulkWriteError
 
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import duplicate_indexes
 from agno_mongo.ops.sessions import OVERFLOW, SESSIONS
 from agno_mongo.schema.metrics import TOKEN_FIELDS, MetricsDocument, MetricsFields, metric_id
 
@@ -33,7 +34,6 @@ METRICS = "metrics"
 SESSION_TYPES = ("agent", "team", "workflow")
 DAY_SECONDS = 86400
 EPOCH = date(1970, 1, 1)
-DUPLICATE_KEY = 11000
 UNOWNED = ""
 """The bucket of sessions without a user, stored under ``user_id == ""`` as agno does."""
 
@@ -315,10 +315,10 @@ def write_records(records: list[MetricsFields]) -> Plan[None]:
     try:
         yield bulk_upsert(records)
     except BulkWriteError as error:
-        failed = error.details.get("writeErrors", [])
-        if not failed or any(item.get("code") != DUPLICATE_KEY for item in failed):
+        failed = duplicate_indexes(error)
+        if failed is None:
             raise
-        yield bulk_upsert([records[item["index"]] for item in failed])
+        yield bulk_upsert([records[index] for index in failed])
 
 
 def calculate_metrics_plan(

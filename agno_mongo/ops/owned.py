@@ -15,8 +15,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan, backoff
-
-DUPLICATE_KEY = 11000
+from agno_mongo.ops.common import DUPLICATE_KEY
 
 CREATE_RACE_ROUNDS = 4
 """Sends of an owner-checked upsert that keeps colliding on ``_id`` while the stored owner allows it.
@@ -46,7 +45,7 @@ def create_upsert(command: Command, what: str) -> Plan[Any]:
 
 
 def may_write(user_id: str | None) -> Owner:
-    """What :func:`~agno_mongo.ops.sessions.owner_filter` matches: the writer's own, or nobody's."""
+    """What :func:`~agno_mongo.ops.common.owner_filter` matches: the writer's own, or nobody's."""
     return lambda owner: owner is None or owner == user_id
 
 

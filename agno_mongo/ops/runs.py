@@ -44,6 +44,7 @@ from agno_mongo.errors import (
 )
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
+from agno_mongo.ops.common import new_token, owner_filter, scope_filter
 from agno_mongo.ops.sessions import (
     BUMP,
     DEFAULT_RUNS_BUDGET,
@@ -53,11 +54,8 @@ from agno_mongo.ops.sessions import (
     TOUCHED_AT,
     below,
     birth_fields,
-    new_token,
     next_revision,
-    owner_filter,
     reshaped,
-    scope_filter,
     stamped,
 )
 from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN

@@ -51,7 +51,7 @@ from pymongo.errors import DuplicateKeyError
 from agno_mongo.errors import AgnoMongoError
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, ReplyLost
-from agno_mongo.ops.owned import DUPLICATE_KEY
+from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.schedules import RUN_FREE_FORM, SCHEDULE_FREE_FORM, SCHEMA_VERSION
 

@@ -30,11 +30,11 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import AgnoMongoError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.service_accounts import ACTIVE, OP, SEQUENCE, ServiceAccountFields
 
 SERVICE_ACCOUNTS = "service_accounts"
-DUPLICATE_KEY = 11000
 
 SORTABLE = ("created_at", "name", "last_used_at", "expires_at")
 """agno's ``SERVICE_ACCOUNT_SORTABLE_COLUMNS``: every listing sort has an index, unscoped and per owner."""

@@ -12,7 +12,6 @@ no read before the write. Reads and deletes follow agno's contract: ``user_id=No
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from typing import Any
 
@@ -22,6 +21,11 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.common import listing_sort as listing_sort
+from agno_mongo.ops.common import new_token as new_token
+from agno_mongo.ops.common import owner_filter as owner_filter
+from agno_mongo.ops.common import page_of as page_of
+from agno_mongo.ops.common import scope_filter as scope_filter
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.schema.codec import RUN_REV
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
@@ -35,11 +39,6 @@ INTERNAL = {"inc": False, "spill_rev": False, "_ops": False}
 ORPHAN_GRACE_SECONDS = 3600
 """An unreferenced chunk younger than this is never collected: a commit may still be on its way,
 or a reader may hold a session it read just before a rewrite."""
-
-
-def new_token() -> str:
-    """A fresh random token: 64 bits as 16 hex characters."""
-    return secrets.token_hex(8)
 
 
 def birth_fields() -> dict[str, Any]:
@@ -161,16 +160,6 @@ _CONTEXT_RUN = {
         {"$eq": [{"$in": [{"$ifNull": ["$$run.status", None]}, HISTORY_SKIP_STATUSES]}, False]},
     ]
 }
-
-
-def owner_filter(user_id: str | None) -> dict[str, Any]:
-    """Match a session the caller may write: theirs, or one nobody owns yet."""
-    return {"user_id": {"$in": [None] if user_id is None else [user_id, None]}}
-
-
-def scope_filter(user_id: str | None) -> dict[str, Any]:
-    """Match what the caller may read or delete: their sessions, or all when unscoped (None)."""
-    return {} if user_id is None else {"user_id": user_id}
 
 
 def recent_runs(limit: int) -> dict[str, Any]:
@@ -445,15 +434,6 @@ def is_context_run(run: dict[str, Any]) -> bool:
     return run.get("parent_run_id") is None and run.get("status") not in HISTORY_SKIP_STATUSES
 
 
-def listing_sort(field: str, direction: int, *, id_field: str = "session_id") -> list[tuple[str, int]]:
-    """A listing's sort: ``field``, then ``_id`` in the same direction (an index holds both, so the
-    server walks it instead of sorting in memory). ``id_field`` is stored as ``_id`` too: sorting by
-    it is sorting by ``_id`` alone, which the ``_id`` index serves."""
-    if field == id_field:
-        return [("_id", direction)]
-    return [(field, direction), ("_id", direction)]
-
-
 def session_list_filter(
     *,
     session_type: str | None,
@@ -482,34 +462,6 @@ def session_list_filter(
     if session_name is not None:
         query["session_data.session_name"] = {"$regex": re.escape(session_name), "$options": "i"}
     return query
-
-
-def page_of(
-    collection: str,
-    query: dict[str, Any],
-    sort: list[tuple[str, int]],
-    limit: int | None,
-    skip: int,
-    projection: dict[str, Any] | None,
-    *,
-    count: bool,
-) -> Plan[tuple[list[dict[str, Any]], int | None]]:
-    """A page of documents and, when asked, the total: one ``find``, plus a count only if needed.
-
-    A page shorter than ``limit`` already tells the total, so the count command is skipped then.
-    """
-    kwargs: dict[str, Any] = {"filter": query, "sort": sort, "skip": skip}
-    if limit is not None:
-        kwargs["limit"] = limit
-    if projection is not None:
-        kwargs["projection"] = projection
-    documents: list[dict[str, Any]] = yield Command(collection, "find", kwargs)
-    if not count:
-        return documents, None
-    if limit is None or (len(documents) < limit and (documents or skip == 0)):
-        return documents, skip + len(documents)
-    total: int = yield Command(collection, "count_documents", {"filter": query})
-    return documents, total
 
 
 FIELDS_BOOKKEEPING_BYTES = 16 * 1024

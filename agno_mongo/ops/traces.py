@@ -34,11 +34,11 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops.aggregations import LARGE_PAGE, aggregate, page_with_total, split_total, with_total
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.schema.traces import CONTEXT_FIELDS, SCHEMA_VERSION, TraceFields
 
 TRACES = "traces"
 SPANS = "spans"
-DUPLICATE_KEY = 11000
 
 GroupBy = Literal["session", "agent", "team", "workflow", "endpoint"]
 GROUP_BY: tuple[GroupBy, ...] = ("session", "agent", "team", "workflow", "endpoint")
