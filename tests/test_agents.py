@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from agno.agent import Agent
+from agno.models.openai import OpenAIChat
 from agno.team import Team
 from agno.workflow import Step, Workflow
 from pymongo import MongoClient
 
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.testing import OfflineStandInModel
-from agno_mongo.testing.openai_server import LocalOpenAIServer
+from agno_mongo.testing.openai_server import LocalOpenAIServer, tool_call
 from tests.conftest import Commands, Store, call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +159,47 @@ def test_example_history_survives_a_process_restart(mongodb_url: str, db_name: s
     # The async example keeps its own session: its first process cannot answer yet, its second can.
     assert "first question" in outputs[2].split("agent> ")[1]
     assert outputs[3].split("agent> ")[1].startswith("Your last question was: What was my last question?")
+
+
+def _lookup(city: str) -> str:
+    """The weather in a city (the tool of the history-mutation test)."""
+    return f"Sunny in {city}"
+
+
+def _tool_then_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """Ask for the tool once per user turn, then answer."""
+    messages = body["messages"]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    if any(m["role"] == "tool" for m in messages[last_user:]):
+        return {"content": "It is sunny."}
+    return {"content": None, "tool_calls": [tool_call("_lookup", {"city": "Paris"})]}
+
+
+async def test_a_turn_never_changes_the_history_runs_agno_read(store: Store) -> None:
+    """What agno 3.1 mutates in the session it read: the runs already stored are left as they were.
+
+    With ``cache_session=True`` agno keeps one session object across turns; each turn (history in
+    the context, a tool call) must leave every earlier run equal to what it was before the turn.
+    Reusing run objects between reads (docs/session_cache.md) rests on this; an agno release that
+    starts mutating history runs in place fails here first."""
+    with LocalOpenAIServer(responder=_tool_then_answer) as server:
+        agent = Agent(
+            model=OpenAIChat(id="gpt-4o", base_url=server.base_url, api_key="local"),
+            db=store.db,
+            session_id="shared-history",
+            tools=[_lookup],
+            add_history_to_context=True,
+            num_history_runs=3,
+            cache_session=True,
+        )
+        for turn in range(4):
+            session = agent._get_cached_session("shared-history") if turn else None
+            before = [run.to_dict() for run in session.runs] if session is not None else []
+            await call(agent.arun(f"Weather {turn}?") if store.is_async else agent.run(f"Weather {turn}?"))
+            if session is not None:
+                assert agent._get_cached_session("shared-history") is session  # agno kept its object
+                after = [run.to_dict() for run in session.runs[: len(before)]]
+                assert after == before, f"turn {turn} changed an earlier run"
+                assert len(session.runs) == len(before) + 1
+        roles = [m.role for m in agent._get_cached_session("shared-history").runs[-1].messages]
+        assert "tool" in roles and roles.count("user") == 1  # the tool ran; history came as copies

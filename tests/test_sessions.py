@@ -97,6 +97,25 @@ async def test_write_costs_one_command_without_a_read(store: Store) -> None:
     assert store.commands.names == ["aggregate"]
 
 
+async def test_upsert_session_answers_with_the_callers_runs_as_agnos_sqlite_does(store: Store, oracle: Any) -> None:
+    """``upsert_session`` writes only the session's fields; like agno's SQL stores, the session it
+    returns carries the caller's own run objects (not a to_dict/from_dict copy of the whole
+    history, which cost a long session's every run on every turn), and their dicts when not
+    deserialised. Other fields are the stored ones."""
+    for db in (store.db, oracle):
+        session = agent_session("s-runs", runs=[run("r1", "s-runs"), run("r2", "s-runs", content="two")])
+        saved = await call(db.upsert_session(session))
+        assert isinstance(saved, AgentSession) and saved is not session
+        assert saved.runs is session.runs
+        assert saved.session_data == {"session_state": {"cart": ["apple"], "n": 1}}
+        as_dict = await call(db.upsert_session(session, deserialize=False))
+        assert as_dict["runs"] == [r.to_dict() for r in session.runs]
+        [many] = await call(db.upsert_sessions([session]))
+        assert [(r.run_id, r.content) for r in many.runs] == [("r1", "hello"), ("r2", "two")]
+    # upsert_session never writes runs: agno saves each with upsert_run
+    assert (await call(store.db.get_session("s-runs", user_id="alice"))).runs == []
+
+
 async def test_indexes_are_created_once_per_process(store: Store) -> None:
     await call(store.db.upsert_session(agent_session("s1")))
     await call(store.db.upsert_run(run("r1", "s1"), "s1", "alice"))

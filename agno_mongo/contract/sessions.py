@@ -165,8 +165,15 @@ class SessionContract:
         document = yield from ops.upsert_session_plan(fields, now())
         if document is None:
             return None
-        document["runs"] = [run if isinstance(run, dict) else run.to_dict() for run in session.runs or []]
-        return session_out(document, None, deserialize)
+        if not deserialize:
+            document["runs"] = [run if isinstance(run, dict) else run.to_dict() for run in session.runs or []]
+            return session_out(document, None, deserialize)
+        # As agno's SQL stores do: the stored fields, with the caller's own run objects. Converting
+        # every run to a dict and back would cost a long session's whole history on every turn.
+        document["runs"] = []
+        upserted = session_out(document, None, deserialize)
+        upserted.runs = session.runs
+        return upserted
 
     def upsert_sessions(
         self, sessions: list[Any], deserialize: bool | None = True, preserve_updated_at: bool = False
