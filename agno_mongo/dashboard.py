@@ -20,6 +20,7 @@ from agno_mongo.cli.shape import session_row, transcript
 from agno_mongo.db import MongoDb
 from agno_mongo.ops import sessions as session_ops
 from agno_mongo.ops.command import Plan
+from agno_mongo.ops.common import page_of, scope_filter
 from agno_mongo.ops.metrics import daily_totals
 
 PAGE_SIZE = 25
@@ -30,7 +31,7 @@ LISTED = {"runs": False, "spilled": False, **session_ops.INTERNAL}
 
 def search_filter(query: str | None, user_id: str | None) -> dict[str, Any]:
     """Sessions whose name, id or owner contains ``query``; only ``user_id``'s when given."""
-    match: dict[str, Any] = session_ops.scope_filter(user_id or None)
+    match: dict[str, Any] = scope_filter(user_id or None)
     if query:
         pattern = {"$regex": re.escape(query), "$options": "i"}
         match["$or"] = [{field: pattern} for field in SEARCHED]
@@ -39,7 +40,7 @@ def search_filter(query: str | None, user_id: str | None) -> dict[str, Any]:
 
 def search_plan(query: str | None, user_id: str | None, page: int) -> Plan[dict[str, Any]]:
     """One page of matching sessions, last updated first (the ``updated_id`` order), and the total."""
-    documents, total = yield from session_ops.page_of(
+    documents, total = yield from page_of(
         session_ops.SESSIONS,
         search_filter(query, user_id),
         [("updated_at", -1), ("_id", -1)],

@@ -28,6 +28,7 @@ from agno_mongo.contract.checks import check_optional_id, check_owner
 from agno_mongo.db import MongoDb
 from agno_mongo.ops import sessions as session_ops
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import scope_filter
 from agno_mongo.ops.metrics import DAY_TOTAL_KEYS, daily_totals
 
 RUN_FIELDS = ("run_id", "created_at", "agent_id", "team_id", "workflow_id", "metrics")
@@ -85,7 +86,7 @@ def window_plan(filters: Filters, start: int, end: int) -> Plan[list[dict[str, A
     begun after the window.
     """
     match: dict[str, Any] = {"updated_at": {"$gte": start}, "created_at": {"$lte": end}}
-    match.update(session_ops.scope_filter(check_owner("user_id", filters.user)))
+    match.update(scope_filter(check_owner("user_id", filters.user)))
     check_optional_id("component_id", filters.component()[1])
     runs = {"$filter": {"input": {"$ifNull": ["$runs", []]}, "as": "run", "cond": in_window(start, end, filters)}}
     fields = {name: f"$$run.{name}" for name in RUN_FIELDS}

@@ -29,6 +29,7 @@ from agno_mongo.contract.checks import check_optional_id, check_owner
 from agno_mongo.db import MongoDb
 from agno_mongo.ops import sessions as session_ops
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import scope_filter
 
 POLL_WINDOW = 100
 """Runs the first read takes (newest first), and the latest runs each poll reads per written session."""
@@ -160,7 +161,7 @@ def print_tail_event(event: Mapping[str, Any], json_mode: bool) -> None:
 
 def poll_plan(filters: Filters, session: str | None, since: int, per_session: int) -> Plan[list[dict[str, Any]]]:
     """Tail events for the latest ``per_session`` runs of every session written at ``since`` or later."""
-    owner = session_ops.scope_filter(check_owner("user_id", filters.user))
+    owner = scope_filter(check_owner("user_id", filters.user))
     match: dict[str, Any] = {"updated_at": {"$gte": since}, **owner}
     if check_optional_id("session_id", session) is not None:
         match["_id"] = session

@@ -35,6 +35,7 @@ from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops import transcripts as transcript_ops
 from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.common import listing_sort, page_of, scope_filter
 from agno_mongo.schema.codec import decode_run, encode_run
 from agno_mongo.schema.session import SessionDocument, SessionFields, reading, run_to_dict
 from agno_mongo.session_cache import SessionCache
@@ -143,7 +144,7 @@ def read_whole_session(cache: SessionCache, session_id: str, user_id: str | None
         if merged is not None:
             return merged
     cache.drop(session_id)  # other threads of this instance keep replacing it: read it whole
-    return (yield from ops.whole_session({"_id": session_id, **ops.scope_filter(user_id)}))
+    return (yield from ops.whole_session({"_id": session_id, **scope_filter(user_id)}))
 
 
 class SessionContract:
@@ -240,10 +241,10 @@ class SessionContract:
             end_timestamp=check_int("end_timestamp", end_timestamp),
         )
         field, direction = check_sort(sort_by, sort_order, SESSION_SORT_FIELDS)
-        sort = ops.listing_sort(field or "created_at", direction)
+        sort = listing_sort(field or "created_at", direction)
         page_limit, skip = check_page(limit, page)
         projection = ops.INTERNAL if include_runs else {"runs": False, "spilled": False, **ops.INTERNAL}
-        documents, total = yield from ops.page_of(
+        documents, total = yield from page_of(
             ops.SESSIONS, query, sort, page_limit, skip, projection, count=not deserialize
         )
         if include_runs:
@@ -272,7 +273,7 @@ class SessionContract:
         name = check_str("session_name", session_name)
         document = yield from ops.rename_session_plan(session_id, user_id, kind, name, now())
         if document is not None and document.get("spilled"):
-            document = yield from ops.whole_session({"_id": session_id, **ops.scope_filter(user_id)})
+            document = yield from ops.whole_session({"_id": session_id, **scope_filter(user_id)})
         return None if document is None else session_out(document, kind, deserialize)
 
     def delete_session(self, session_id: str, user_id: str | None = None) -> Plan[bool]:

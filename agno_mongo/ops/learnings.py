@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
+from agno_mongo.ops import common
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import owner_filter
@@ -74,9 +75,7 @@ def listing_sort(field: str, direction: int) -> list[tuple[str, int]]:
     as ``_id``): ``_id`` alone. Otherwise the field, then ``_id`` in the same direction."""
     if field == "updated_at":
         return list(NEWEST_FIRST) if direction == DESCENDING else [("updated_at", ASCENDING), ("_id", DESCENDING)]
-    if field == "learning_id":
-        return [("_id", direction)]
-    return [(field, direction), ("_id", direction)]
+    return common.listing_sort(field, direction, id_field="learning_id")
 
 
 FILTER_FIELDS = (

@@ -21,11 +21,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
 from agno_mongo.ops.command import Command, Plan, ReplyLost
-from agno_mongo.ops.common import listing_sort as listing_sort
-from agno_mongo.ops.common import new_token as new_token
-from agno_mongo.ops.common import owner_filter as owner_filter
-from agno_mongo.ops.common import page_of as page_of
-from agno_mongo.ops.common import scope_filter as scope_filter
+from agno_mongo.ops.common import new_token, owner_filter, scope_filter
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.schema.codec import RUN_REV
 from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
