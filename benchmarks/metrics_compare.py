@@ -36,7 +36,7 @@ from agno.run.workflow import WorkflowRunOutput
 from pymongo import MongoClient
 
 from agno_mongo import MongoDb, local
-from agno_mongo.schema.session import SCHEMA_VERSION
+from agno_mongo.schema.base import SCHEMA_VERSION
 
 try:
     from benchmarks.traffic import Traffic

@@ -14,7 +14,7 @@ from agno.db.base import SessionType
 from agno.run.base import RunStatus
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import (
+from agno_mongo.schema.base import (
     INT64_MAX,
     INT64_MIN,
     LONE_SURROGATE,

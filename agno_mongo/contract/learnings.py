@@ -25,9 +25,9 @@ from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Plan
 from agno_mongo.ops.common import page_of
+from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import decode_fields
 from agno_mongo.schema.learnings import LearningFields, learning_out
-from agno_mongo.schema.session import reading
 
 LEARNING_SORT_FIELDS = {
     "created_at",

@@ -14,7 +14,7 @@ from agno_mongo.contract.checks import check_str, now
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import metrics as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.schema.session import MAX_ID_LENGTH
+from agno_mongo.schema.base import MAX_ID_LENGTH
 
 
 def check_day(name: str, value: object) -> date | None:

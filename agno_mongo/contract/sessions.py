@@ -36,8 +36,9 @@ from agno_mongo.ops import sessions as ops
 from agno_mongo.ops import transcripts as transcript_ops
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import listing_sort, page_of, scope_filter
+from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import decode_run, encode_run
-from agno_mongo.schema.session import SessionDocument, SessionFields, reading, run_to_dict
+from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
 from agno_mongo.session_cache import SessionCache
 
 SESSION_SORT_FIELDS = {

@@ -25,6 +25,7 @@ from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import owner_filter
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.owned import may_write, owner_checked_upsert
+from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import MARKER, decode_fields
 from agno_mongo.schema.learnings import (
     SCHEMA_VERSION,
@@ -34,7 +35,6 @@ from agno_mongo.schema.learnings import (
     learning_free_form,
     search_text,
 )
-from agno_mongo.schema.session import reading
 
 LEARNINGS = "learnings"
 

@@ -58,8 +58,8 @@ from agno_mongo.ops.sessions import (
     reshaped,
     stamped,
 )
+from agno_mongo.schema.base import SCHEMA_VERSION
 from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN
-from agno_mongo.schema.session import SCHEMA_VERSION
 
 Outcome = Literal["saved", "progress", "missed"]
 """What one round of the slow path did: saved the run, made room (try again), or missed a race."""

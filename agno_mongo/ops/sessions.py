@@ -23,8 +23,9 @@ from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContention
 from agno_mongo.ops.command import Command, Plan, ReplyLost
 from agno_mongo.ops.common import new_token, owner_filter, scope_filter
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
+from agno_mongo.schema.base import SCHEMA_VERSION
 from agno_mongo.schema.codec import RUN_REV
-from agno_mongo.schema.session import SCHEMA_VERSION, SessionFields
+from agno_mongo.schema.session import SessionFields
 
 SESSIONS = "sessions"
 OVERFLOW = "overflow"

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.base import SCHEMA_VERSION, Int64, Text, from_stored, validated
 from agno_mongo.schema.codec import encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, Int64, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "AuthTokenDocument", "AuthTokenFields", "auth_token_row", "stored_user", "token_key"]
 

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import Int64, Text, from_stored, validated
+from agno_mongo.schema.base import Int64, Text, from_stored, validated
 
 __all__ = [
     "AUDIT_COLUMNS",

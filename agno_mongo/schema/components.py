@@ -28,7 +28,7 @@ from agno.db.base import ComponentType
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = [
     "COMPONENT_COLUMNS",

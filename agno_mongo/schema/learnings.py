@@ -13,8 +13,8 @@ from typing import Any
 from agno.db.utils import CustomJSONEncoder
 from pydantic import BaseModel, ConfigDict, Field
 
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 from agno_mongo.schema.codec import encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 
 __all__ = [
     "SCHEMA_VERSION",

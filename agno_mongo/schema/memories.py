@@ -14,8 +14,8 @@ from agno.db.schemas.memory import UserMemory
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 from agno_mongo.schema.codec import encode_free_form
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 
 __all__ = ["SCHEMA_VERSION", "MemoryDocument", "MemoryFields"]
 

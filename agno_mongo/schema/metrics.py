@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agno_mongo.schema.session import SCHEMA_VERSION
+from agno_mongo.schema.base import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "TOKEN_FIELDS", "MetricsDocument", "MetricsFields", "metric_id"]
 

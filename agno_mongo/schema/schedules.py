@@ -24,7 +24,7 @@ from agno.db.schemas.scheduler import RUN_ENDPOINT_RE, SCHEDULE_MUTABLE_COLUMNS
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, from_stored, validated
 
 __all__ = [
     "PROVENANCE",

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, Text, from_stored, validated
 
 __all__ = [
     "ACTIVE",

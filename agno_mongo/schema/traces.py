@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.schema.session import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, reading, validated
+from agno_mongo.schema.base import SCHEMA_VERSION, IdStr, Int64, OwnerStr, Text, reading, validated
 
 if TYPE_CHECKING:
     from agno.tracing.schemas import Span, Trace

@@ -36,8 +36,8 @@ from bson.raw_bson import RawBSONDocument
 from pydantic import BaseModel, ConfigDict, Field
 
 from agno_mongo.errors import InvalidInputError
+from agno_mongo.schema.base import LONE_SURROGATE, SCHEMA_VERSION, Int64, check_id, is_utf8, reading
 from agno_mongo.schema.codec import MAX_DEPTH, decode, encode
-from agno_mongo.schema.session import LONE_SURROGATE, SCHEMA_VERSION, Int64, check_id, is_utf8, reading
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
