@@ -1,6 +1,7 @@
 """``MongoDb`` and ``AsyncMongoDb``: agno's ``BaseDb`` / ``AsyncBaseDb`` on MongoDB.
 
-Both are thin: every storage method is a plan from :class:`~agno_mongo.plans.SessionContract`, run by
+Both are thin: every storage method is a plan from a contract class in :mod:`agno_mongo.contract`
+(listed per domain in :mod:`agno_mongo.domains`), run by
 :func:`~agno_mongo.drivers.blocking` on a PyMongo ``MongoClient`` or by
 :func:`~agno_mongo.drivers.awaiting` on a PyMongo ``AsyncMongoClient`` (or a Motor client you pass in).
 What differs is only how a command reaches the server.
@@ -25,7 +26,6 @@ from pymongo.driver_info import DriverInfo
 from pymongo.errors import OperationFailure
 
 from agno_mongo import drivers
-from agno_mongo.contract.checks import check_str, check_table_name
 from agno_mongo.contract.evals import EvalContract
 from agno_mongo.contract.memories import MemoryContract
 from agno_mongo.contract.sessions import RunHints, SessionContract
@@ -38,9 +38,6 @@ from agno_mongo.session_cache import DEFAULT_SESSIONS as DEFAULT_CACHE_SESSIONS
 from agno_mongo.session_cache import SessionCache, check_cache_bounds
 
 DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo"))
-CURRENT_AGNO_SCHEMA = "3.0.0"
-"""What ``get_latest_schema_version`` reports for unstamped tables: our documents are already in
-the current layout, so agno's MigrationManager has nothing to migrate."""
 
 _INDEXED: set[tuple[str, str, str, int | None]] = set()
 """(server, database, collection, ttl) whose indexes this process has created: once per process.
@@ -384,24 +381,6 @@ class MongoDb(_SyncPlans, _Settings, BaseDb):  # type: ignore[misc]  # _SyncPlan
         if self._owns_client:
             self.db_client.close()
 
-    def table_exists(self, table_name: str) -> bool:
-        """Whether the collection exists."""
-        return table_name in self.database.list_collection_names()
-
-    def get_latest_schema_version(self, table_name: str = "") -> str:
-        """The agno schema stamp for a table; unstamped tables are current."""
-        check_table_name("table_name", table_name)
-        document = self.database[self.versions_table_name].find_one({"table_name": table_name})
-        return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
-
-    def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
-        """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
-        check_table_name("table_name", table_name)
-        check_str("version", version)
-        self.database[self.versions_table_name].update_one(
-            {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
-        )
-
     # Every contract method in agno_mongo.domains comes from _SyncPlans; the few that agno's BaseDb
     # does not declare are bound here too, so they have static types.
     delete_orphaned_overflow = _B(SessionContract.delete_orphaned_overflow)
@@ -555,24 +534,6 @@ class AsyncMongoDb(_AsyncPlans, _Settings, AsyncBaseDb):  # type: ignore[misc]
         entry = self._clients.pop(asyncio.get_running_loop(), None) if self.db_client is None else None
         if entry is not None:
             await entry[1].aclose()
-
-    async def table_exists(self, table_name: str) -> bool:
-        """Whether the collection exists."""
-        return table_name in await self.database.list_collection_names()
-
-    async def get_latest_schema_version(self, table_name: str = "") -> str:
-        """The agno schema stamp for a table; unstamped tables are current."""
-        check_table_name("table_name", table_name)
-        document = await self.database[self.versions_table_name].find_one({"table_name": table_name})
-        return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
-
-    async def upsert_schema_version(self, table_name: str = "", version: str = "") -> None:
-        """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
-        check_table_name("table_name", table_name)
-        check_str("version", version)
-        await self.database[self.versions_table_name].update_one(
-            {"table_name": table_name}, {"$set": {"table_name": table_name, "version": version}}, upsert=True
-        )
 
     # From _AsyncPlans like every contract method; bound here too where agno's AsyncBaseDb lacks them.
     upsert_sessions = _A(SessionContract.upsert_sessions)

@@ -31,6 +31,7 @@ from agno_mongo.contract.service_accounts import ServiceAccountContract
 from agno_mongo.contract.sessions import SessionContract
 from agno_mongo.contract.traces import TraceContract
 from agno_mongo.contract.transcripts import TranscriptContract
+from agno_mongo.contract.versions import VersionContract
 from agno_mongo.ops.approvals import APPROVAL_INDEXES
 from agno_mongo.ops.authz import EVENT_INDEXES, META_INDEXES, NAMES_INDEXES, USER_INDEXES
 from agno_mongo.ops.compactions import COMPACTION_INDEXES
@@ -81,7 +82,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("knowledge", "knowledge_table_name", KNOWLEDGE_INDEXES, KnowledgeContract),
     Domain("traces", "trace_table_name", TRACE_INDEXES, TraceContract),
     Domain("spans", "span_table_name", SPAN_INDEXES),
-    Domain("versions", "versions_table_name"),
+    Domain("versions", "versions_table_name", (), VersionContract),
     Domain("approvals", "approvals_table_name", APPROVAL_INDEXES, ApprovalContract),
     Domain("compactions", "compactions_table_name", COMPACTION_INDEXES, CompactionContract, sync_only=True),
     Domain("transcripts", "transcripts_table_name", TRANSCRIPT_INDEXES, TranscriptContract),

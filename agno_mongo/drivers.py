@@ -50,8 +50,9 @@ def pauses(window: float = RETRY_WINDOW_SECONDS) -> Iterator[float]:
 
 
 def execute_sync(collection: Any, command: Command, session: Any = None) -> Any:
-    """Execute one command on a PyMongo ``Collection``; cursors are drained into lists."""
-    method = getattr(collection, command.op)
+    """Execute one command on a PyMongo ``Collection``; cursors are drained into lists.
+    ``list_collection_names`` runs on the collection's database."""
+    method = getattr(collection.database if command.op == "list_collection_names" else collection, command.op)
     kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
         return list(method(**kwargs))
@@ -59,8 +60,8 @@ def execute_sync(collection: Any, command: Command, session: Any = None) -> Any:
 
 
 async def execute_async(collection: Any, command: Command, session: Any = None) -> Any:
-    """Execute one command on a PyMongo async or Motor collection."""
-    method = getattr(collection, command.op)
+    """Execute one command on a PyMongo async or Motor collection (``list_collection_names`` on its database)."""
+    method = getattr(collection.database if command.op == "list_collection_names" else collection, command.op)
     kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
         cursor = method(**kwargs)

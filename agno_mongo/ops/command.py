@@ -30,6 +30,7 @@ Op = Literal[
     "replace_one",
     "distinct",
     "find_one_and_delete",
+    "list_collection_names",
 ]
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ class Command:
 
     ``collection`` is a role ("sessions", "memories", ...) that the class maps to a real collection
     name, so plans do not depend on the user's naming. ``find`` and ``aggregate`` results arrive as
-    lists.
+    lists; ``list_collection_names`` runs on the database that collection is in.
 
     ``resend`` says whether the driver may send the command again after a network error. True means
     a second arrival changes nothing *and* answers the same (a guarded ``$push``, a ``$set`` of whole
@@ -143,8 +144,3 @@ def atomically(steps: Callable[[], Generator[Any, Any, T]], what: str, roles: It
                 raise
         yield backoff(round_number)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def single(command: Command) -> Plan[Any]:
-    """A plan of one command whose result is the answer."""
-    return (yield command)

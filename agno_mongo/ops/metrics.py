@@ -128,8 +128,6 @@ def _provider(run: str) -> dict[str, Any]:
 
 
 COUNT_FIELDS = tuple(f"{kind}_{what}_count" for what in ("sessions", "runs") for kind in SESSION_TYPES)
-_TOKEN_KEYS = {field: f"t{index}" for index, field in enumerate(TOKEN_FIELDS)}
-"""Short names for the token sums on the wire (the reply carries them once per day and owner)."""
 
 
 def session_range(start: int | None, end: int) -> dict[str, Any]:
@@ -141,8 +139,8 @@ def session_range(start: int | None, end: int) -> dict[str, Any]:
 
 
 DAY_AND_OWNER = {
-    "d": {"$floor": {"$divide": ["$created_at", DAY_SECONDS]}},
-    "u": {"$ifNull": ["$user_id", UNOWNED]},
+    "day": {"$floor": {"$divide": ["$created_at", DAY_SECONDS]}},
+    "owner": {"$ifNull": ["$user_id", UNOWNED]},
 }
 
 
@@ -159,38 +157,44 @@ def sessions_pipeline(start: int | None, end: int) -> list[dict[str, Any]]:
     runs = {"$ifNull": ["$runs", []]}
     with_model = {"$filter": {"input": runs, "as": "run", "cond": _has_model("$$run")}}
     counter = {
-        "k": "$session_type",
-        "n": {"$size": runs},
-        **{key: f"$session_data.session_metrics.{field}" for field, key in _TOKEN_KEYS.items()},
-        "s": {"$cond": [{"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}, 1, 0]},
+        "kind": "$session_type",
+        "runs": {"$size": runs},
+        **{field: f"$session_data.session_metrics.{field}" for field in TOKEN_FIELDS},
+        "spilled": {"$cond": [{"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}, 1, 0]},
     }
-    uses = {"$map": {"input": with_model, "as": "run", "in": {"m": "$$run.model", "p": _provider("$$run")}}}
+    uses = {"$map": {"input": with_model, "as": "run", "in": {"model": "$$run.model", "provider": _provider("$$run")}}}
     return [
         {"$match": session_range(start, end)},
-        {"$project": {"_id": 0, **DAY_AND_OWNER, "x": {"$concatArrays": [[counter], uses]}}},
-        {"$unwind": "$x"},
+        {"$project": {"_id": 0, **DAY_AND_OWNER, "item": {"$concatArrays": [[counter], uses]}}},
+        {"$unwind": "$item"},
         {
             "$group": {
-                "_id": {"d": "$d", "u": "$u", "k": "$x.k", "m": "$x.m", "p": "$x.p"},
-                "c": {"$sum": 1},
-                "n": {"$sum": "$x.n"},
-                **{key: {"$sum": f"$x.{key}"} for key in _TOKEN_KEYS.values()},
-                "s": {"$sum": "$x.s"},
+                "_id": {
+                    "day": "$day",
+                    "owner": "$owner",
+                    "kind": "$item.kind",
+                    "model": "$item.model",
+                    "provider": "$item.provider",
+                },
+                "count": {"$sum": 1},
+                "runs": {"$sum": "$item.runs"},
+                **{field: {"$sum": f"$item.{field}"} for field in TOKEN_FIELDS},
+                "spilled": {"$sum": "$item.spilled"},
             }
         },
-        {"$sort": {"_id.d": 1, "_id.u": 1}},
+        {"$sort": {"_id.day": 1, "_id.owner": 1}},
     ]
 
 
 def totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of :func:`sessions_pipeline` as one total per (day, owner), in their order.
 
-    Rows with a type are counter rows (``c`` sessions holding ``n`` runs); rows with a model are
-    model uses (``c`` runs). ``spilled`` counts the sessions with runs in overflow chunks.
+    Rows with a kind are counter rows (``count`` sessions holding ``runs`` runs); rows with a model
+    are model uses (``count`` runs). ``spilled`` counts the sessions with runs in overflow chunks.
     """
     out: dict[tuple[Any, Any], dict[str, Any]] = {}
     for row in rows:
-        key = (int(row["_id"]["d"]), row["_id"]["u"])
+        key = (int(row["_id"]["day"]), row["_id"]["owner"])
         total = out.get(key)
         if total is None:
             total = out[key] = {
@@ -201,21 +205,21 @@ def totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "models": {},
                 "spilled": 0,
             }
-        for field, short in _TOKEN_KEYS.items():
-            total["token_metrics"][field] += row.get(short) or 0
-        total["spilled"] += int(row.get("s") or 0)
-        add_row(total, row["_id"], int(row["c"]), int(row.get("n") or 0))
+        for field in TOKEN_FIELDS:
+            total["token_metrics"][field] += row.get(field) or 0
+        total["spilled"] += int(row.get("spilled") or 0)
+        add_row(total, row["_id"], int(row["count"]), int(row.get("runs") or 0))
     return list(out.values())
 
 
 def add_row(total: dict[str, Any], key: dict[str, Any], count: int, runs: int) -> None:
     """Add one grouped row to its (day, owner) total: ``count`` sessions holding ``runs`` runs for a
     type row, ``count`` model uses for a model row."""
-    if key.get("k") is not None:
-        total[f"{key['k']}_sessions_count"] += count
-        total[f"{key['k']}_runs_count"] += runs
-    elif key.get("m") is not None:
-        model = (key["m"], key.get("p"))
+    if key.get("kind") is not None:
+        total[f"{key['kind']}_sessions_count"] += count
+        total[f"{key['kind']}_runs_count"] += runs
+    elif key.get("model") is not None:
+        model = (key["model"], key.get("provider"))
         total["models"][model] = total["models"].get(model, 0) + count
 
 
@@ -227,22 +231,22 @@ def overflow_pipeline(start: int | None, end: int, overflow_collection: str) -> 
     run = "$chunk.runs"
     return [
         {"$match": {**session_range(start, end), "spilled.0": {"$exists": True}}},
-        {"$project": {"_id": 0, **DAY_AND_OWNER, "k": "$session_type", "e": "$spilled"}},
-        {"$unwind": "$e"},
-        {"$lookup": {"from": overflow_collection, "localField": "e.c", "foreignField": "_id", "as": "chunk"}},
+        {"$project": {"_id": 0, **DAY_AND_OWNER, "kind": "$session_type", "entry": "$spilled"}},
+        {"$unwind": "$entry"},
+        {"$lookup": {"from": overflow_collection, "localField": "entry.c", "foreignField": "_id", "as": "chunk"}},
         {"$unwind": "$chunk"},
         {"$unwind": run},
-        {"$match": {"$expr": {"$in": [f"{run}.run_id", {"$ifNull": ["$e.ids", []]}]}}},
+        {"$match": {"$expr": {"$in": [f"{run}.run_id", {"$ifNull": ["$entry.ids", []]}]}}},
         {
             "$group": {
                 "_id": {
-                    "d": "$d",
-                    "u": "$u",
-                    "k": "$k",
-                    "m": {"$cond": [_has_model(run), f"{run}.model", None]},
-                    "p": _provider(run),
+                    "day": "$day",
+                    "owner": "$owner",
+                    "kind": "$kind",
+                    "model": {"$cond": [_has_model(run), f"{run}.model", None]},
+                    "provider": _provider(run),
                 },
-                "c": {"$sum": 1},
+                "count": {"$sum": 1},
             }
         },
     ]
@@ -253,12 +257,12 @@ def add_overflow(records: list[dict[str, Any]], counts: list[dict[str, Any]]) ->
     by_key = {(total["day"], total["user_id"]): total for total in records}
     for row in counts:
         key = row["_id"]
-        total = by_key.get((int(key["d"]), key["u"]))
+        total = by_key.get((int(key["day"]), key["owner"]))
         if total is None:
             continue
-        total[f"{key['k']}_runs_count"] += int(row["c"])
-        if key.get("m") is not None:
-            add_row(total, {"m": key["m"], "p": key.get("p")}, int(row["c"]), 0)
+        total[f"{key['kind']}_runs_count"] += int(row["count"])
+        if key.get("model") is not None:
+            add_row(total, {"model": key["model"], "provider": key.get("provider")}, int(row["count"]), 0)
 
 
 def model_metrics(models: dict[tuple[Any, Any], int]) -> list[dict[str, Any]]:
