@@ -73,8 +73,6 @@ __all__ = [
     "encode_free_form",
     "encode_run",
     "escape_key",
-    "needs_decode",
-    "unescape_key",
 ]
 
 TAG: Final = "%agno"
@@ -180,14 +178,6 @@ def _unescape_char(match: re.Match[str]) -> str:
     if code is None:
         raise _Refused(f"stray '%' in stored key {match.string!r}")
     return chr(int(code.removeprefix("u"), 16))
-
-
-def unescape_key(key: str) -> str:
-    """The key ``escape_key`` was given. Raises ``CorruptValueError`` on a ``%`` that starts no escape."""
-    try:
-        return _ESCAPE.sub(_unescape_char, key)
-    except _Refused as refused:
-        raise CorruptValueError("key", refused.message) from None
 
 
 # --- encode -----------------------------------------------------------------------------------------
@@ -576,11 +566,6 @@ def _restore_moment(tag: object, text: str, doc: Mapping[str, Any]) -> _dt.datet
 
 
 # --- markers: what the write path stores so the read path can skip decode ---------------------------
-
-
-def needs_decode(stored: Mapping[str, Any]) -> bool:
-    """True if a stored document or run carries ``MARKER``: only then must its fields go through ``decode``."""
-    return MARKER in stored
 
 
 def _check_version(version: object, path: str) -> None:
