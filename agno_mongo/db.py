@@ -41,7 +41,9 @@ DRIVER_INFO = DriverInfo(name="agno-mongo", version=metadata.version("agno-mongo
 
 _INDEXED: set[tuple[str, str, str, int | None]] = set()
 """(server, database, collection, ttl) whose indexes this process has created: once per process.
-``ttl`` is the instance's ``session_ttl_seconds`` on the sessions collection, ``None`` elsewhere."""
+``server`` is the ``db_url``, or for a client passed in a key that lives only as long as that client
+(:func:`_client_key`). ``ttl`` is the instance's ``session_ttl_seconds`` on the sessions collection,
+``None`` elsewhere."""
 
 LOG = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def _configure(db: Any, base_init: Callable[..., None], options: dict[str, Any])
     default_id = _default_id(options["db_url"], options["db_client"], db.db_name)
     base_init(db, id=options["id"] or default_id, **_table_kwargs(options))
     db.db_url = options["db_url"]
-    db._server_key = options["db_url"] or f"client-{builtins.id(options['db_client'])}"
+    db._server_key = options["db_url"] or _client_key(options["db_client"])
     db._names = collection_names(db)
     db._run_hints = RunHints()
     db._session_cache = SessionCache(
@@ -266,6 +268,27 @@ async def _run_indexes_async(collection: Any, plan: _IndexPlan) -> None:
             send = plan.send
         except OperationFailure as error:
             value, send = error, plan.throw
+
+
+def _client_key(client: Any) -> str:
+    """The index cache's key for a client passed in: shared by every instance on that client, and
+    forgotten when the client is freed, before its ``id`` can be reused by a client of another server."""
+    key = f"client-{builtins.id(client)}"
+    if key not in _WATCHED:
+        _WATCHED.add(key)
+        weakref.finalize(client, _forget_indexes, key)
+    return key
+
+
+_WATCHED: set[str] = set()
+"""The client keys whose clients are watched by a finalizer (one each)."""
+
+
+def _forget_indexes(server_key: str) -> None:
+    """Drop a freed client's entries from the index cache."""
+    _WATCHED.discard(server_key)
+    for entry in [entry for entry in list(_INDEXED) if entry[0] == server_key]:
+        _INDEXED.discard(entry)
 
 
 def _default_id(db_url: str | None, db_client: Any, db_name: str) -> str:

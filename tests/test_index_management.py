@@ -272,3 +272,24 @@ def test_doctor_create_indexes_builds_every_index_and_keeps_the_ttl(mongodb_url:
     text = runner.invoke(app, ["doctor", "--create-indexes", *args[:-1]], env={"COLUMNS": "200"})
     assert text.exit_code == 0, text.output
     assert "Created or confirmed" in text.stdout and "3600 s after the last write" in text.stdout
+
+
+def test_a_freed_clients_indexes_are_forgotten_so_a_reused_id_builds_them_again(mongodb_url: str, db_name: str) -> None:
+    """The process-wide "indexes created" cache is keyed per client passed in; once that client is
+    freed its entries go, so a later client that happens to get the same ``id`` (CPython reuses them)
+    on another server or database still builds its indexes."""
+    import gc
+
+    from agno_mongo import db as db_module
+
+    client: MongoClient[Any] = MongoClient(mongodb_url)
+    store = MongoDb(db_client=client, db_name=db_name)
+    key = store._server_key
+    store.upsert_session(agent_session("s1", "u1", runs=[run("r1", "s1")]))
+    assert any(entry[0] == key for entry in db_module._INDEXED)
+    second = MongoDb(db_client=client, db_name=db_name)
+    assert second._server_key == key  # instances on one client share what was built
+    client.close()
+    del store, second, client
+    gc.collect()
+    assert not any(entry[0] == key for entry in db_module._INDEXED)
