@@ -196,7 +196,7 @@ def rows(command: Command) -> Any:
     """Aggregates answer a grouped row with spilled sessions (metrics then reads the overflow);
     everything else as when everything matches."""
     if command.op == "aggregate":
-        return [{"_id": {"d": 1, "u": "", "k": "agent"}, "c": 1, "n": 1, "s": 1}]
+        return [{"_id": {"day": 1, "owner": "", "kind": "agent"}, "count": 1, "runs": 1, "spilled": 1}]
     return plain(command, matched=1)
 
 
@@ -253,7 +253,7 @@ def test_the_walk_reaches_every_aggregation() -> None:
     sent = {name for name, command in WALKED if command.op == "aggregate"}
     assert sent >= AGGREGATING, f"never aggregated: {AGGREGATING - sent}"
     pipelines = [str(command.kwargs["pipeline"]) for _, command in WALKED if command.op == "aggregate"]
-    for shape in ("$unionWith", "$setWindowFields", "'from': 'collection', 'localField': 'e.c'", "'part.c'"):
+    for shape in ("$unionWith", "$setWindowFields", "'from': 'collection', 'localField': 'entry.c'", "'part.c'"):
         assert any(shape in text for text in pipelines), shape  # pages with totals, p95, overflow reads
     assert not any(command.op == "distinct" for _, command in WALKED)
 

@@ -25,12 +25,12 @@ class VersionContract:
         names = yield ops.collection_names(name)
         return name in names
 
-    def get_latest_schema_version(self, table_name: str = "") -> Plan[str]:
+    def get_latest_schema_version(self, table_name: str) -> Plan[str]:
         """The agno schema stamp for a table; unstamped tables are current."""
         document = yield ops.get_stamp(check_table_name("table_name", table_name))
         return str((document or {}).get("version") or CURRENT_AGNO_SCHEMA)
 
-    def upsert_schema_version(self, table_name: str = "", version: str = "") -> Plan[None]:
+    def upsert_schema_version(self, table_name: str, version: str) -> Plan[None]:
         """Record agno's schema stamp for a table (``table_name`` and ``version`` checked first)."""
         command = ops.set_stamp(check_table_name("table_name", table_name), check_str("version", version))
         yield command
