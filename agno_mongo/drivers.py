@@ -25,10 +25,17 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConfigurationError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 from agno_mongo.errors import ReplicaSetRequiredError
-from agno_mongo.ops.command import Atomically, Command, Pause, Plan, ReplyLost, backoff
+from agno_mongo.ops.command import WRITE_OPS, Atomically, Command, Pause, Plan, ReplyLost, Written, backoff
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,18 +56,53 @@ def pauses(window: float = RETRY_WINDOW_SECONDS) -> Iterator[float]:
         pause = min(pause * 2, LONGEST_PAUSE)
 
 
+FIND_AND_MODIFY = ("find_one_and_update", "find_one_and_delete")
+
+
+def acknowledged(collection: Any, command: Command) -> None:
+    """Refuse, before sending, a write whose collection has write concern ``w=0``: no plan could
+    tell what such a write did (whether it matched, whether it landed)."""
+    if not collection.write_concern.acknowledged:
+        raise ConfigurationError(
+            f"{command.op} on {collection.name}: agno-mongo needs acknowledged writes, and this client or "
+            "database has write concern w=0 (leave w at its default, or set it to 1 or more)"
+        )
+
+
+def written(command: Command, result: Any) -> Written:
+    """A PyMongo write result (the same classes on every driver) as :class:`Written`."""
+    match result:
+        case BulkWriteResult():
+            counts = (result.matched_count, result.modified_count, result.deleted_count, result.inserted_count)
+            return Written(*counts, upserted_count=result.upserted_count)
+        case UpdateResult():
+            upserted = 0 if result.upserted_id is None else 1
+            return Written(result.matched_count, result.modified_count, upserted_count=upserted)
+        case DeleteResult():
+            return Written(deleted_count=result.deleted_count)
+        case InsertManyResult():
+            return Written(inserted_count=len(result.inserted_ids))
+        case InsertOneResult():
+            return Written(inserted_count=1)
+    raise TypeError(f"{command.op} answered {type(result).__name__}, not a PyMongo write result")
+
+
 def execute_sync(collection: Any, command: Command, session: Any = None) -> Any:
-    """Execute one command on a PyMongo ``Collection``; cursors are drained into lists.
-    ``list_collection_names`` runs on the collection's database."""
+    """Execute one command on a PyMongo ``Collection``; cursors are drained into lists, write
+    results become :class:`Written`. ``list_collection_names`` runs on the collection's database."""
     method = getattr(collection.database if command.op == "list_collection_names" else collection, command.op)
     kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
         return list(method(**kwargs))
+    if command.op in WRITE_OPS or command.op in FIND_AND_MODIFY:
+        acknowledged(collection, command)
+    if command.op in WRITE_OPS:
+        return written(command, method(**kwargs))
     return method(**kwargs)
 
 
 async def execute_async(collection: Any, command: Command, session: Any = None) -> Any:
-    """Execute one command on a PyMongo async or Motor collection (``list_collection_names`` on its database)."""
+    """Async twin of :func:`execute_sync`, for PyMongo async and Motor collections."""
     method = getattr(collection.database if command.op == "list_collection_names" else collection, command.op)
     kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
@@ -68,6 +110,10 @@ async def execute_async(collection: Any, command: Command, session: Any = None) 
         if inspect.isawaitable(cursor):  # PyMongo async: aggregate() is a coroutine; Motor's is not
             cursor = await cursor
         return await cursor.to_list(None)
+    if command.op in WRITE_OPS or command.op in FIND_AND_MODIFY:
+        acknowledged(collection, command)
+    if command.op in WRITE_OPS:
+        return written(command, await method(**kwargs))
     return await method(**kwargs)
 
 

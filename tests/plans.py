@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agno_mongo.ops.command import Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import WRITE_OPS, Command, Pause, Plan, ReplyLost, Written
 
 
 def drive(plan: Plan[Any], answers: list[Any], *, use_every_answer: bool = True) -> tuple[list[Command], Any]:
@@ -12,7 +12,8 @@ def drive(plan: Plan[Any], answers: list[Any], *, use_every_answer: bool = True)
 
     An answer is a value to send, an exception to throw into the plan, or a callable that makes one of
     those from the command. A :class:`Pause` is resumed at once. With ``use_every_answer`` the plan
-    must have used every answer by the time it stops.
+    must have used every answer by the time it stops. A write is answered with :class:`Written`
+    (or an error), as the drivers answer it, so a plan cannot pass on a reply no driver sends.
     """
     commands: list[Command] = []
     value: Any = None
@@ -30,6 +31,9 @@ def drive(plan: Plan[Any], answers: list[Any], *, use_every_answer: bool = True)
                 answer = answer(step)
             if isinstance(answer, BaseException):
                 value, send = answer, plan.throw  # type: ignore[assignment]
+            elif step.op in WRITE_OPS:
+                assert isinstance(answer, Written), f"{step.op} is answered with Written, not {answer!r}"
+                value, send = answer, plan.send
             else:
                 value, send = answer, plan.send
     except StopIteration as stop:

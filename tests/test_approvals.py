@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import approvals as ops
-from agno_mongo.ops.command import ReplyLost
+from agno_mongo.ops.command import ReplyLost, Written
 from agno_mongo.schema.approvals import COLUMNS
 from tests.conftest import Store, assert_refused, call
 from tests.differential import assert_same_answers, normalised
@@ -431,11 +431,9 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
     assert command.resend is False
     commands, answer = drive(ops.delete_approval_plan("A"), [lost(command), None])
     assert answer is True and commands[1].kwargs["filter"] == {"_id": "A"}
-    commands, answer = drive(
-        ops.delete_approval_plan("A"), [lost(command), {"_id": "A"}, SimpleNamespace(deleted_count=1)]
-    )
+    commands, answer = drive(ops.delete_approval_plan("A"), [lost(command), {"_id": "A"}, Written(deleted_count=1)])
     assert answer is True and len(commands) == 3
-    assert drive(ops.delete_approval_plan("A"), [SimpleNamespace(deleted_count=0)])[1] is False
+    assert drive(ops.delete_approval_plan("A"), [Written(deleted_count=0)])[1] is False
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------

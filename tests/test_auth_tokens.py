@@ -26,7 +26,7 @@ from pymongo.errors import DuplicateKeyError
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import auth_tokens as ops
-from agno_mongo.ops.command import ReplyLost
+from agno_mongo.ops.command import ReplyLost, Written
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.auth_tokens import AuthTokenFields, token_key
 from tests.conftest import Store, assert_refused, call
@@ -345,11 +345,11 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
     lost = ReplyLost(command, OSError("connection reset"))
     commands, answer = drive(ops.delete_plan("k"), [lost, None])
     assert answer is True and [c.op for c in commands] == ["delete_one", "find_one"]
-    commands, answer = drive(ops.delete_plan("k"), [lost, {"_id": "k"}, SimpleNamespace(deleted_count=1)])
+    commands, answer = drive(ops.delete_plan("k"), [lost, {"_id": "k"}, Written(deleted_count=1)])
     assert answer is True and len(commands) == 3
     with pytest.raises(ReplyLost):
         drive(ops.delete_plan("k"), [lost, {"_id": "k"}] * ops.SEND_ROUNDS)
-    assert drive(ops.delete_plan("k"), [SimpleNamespace(deleted_count=0)])[1] is False
+    assert drive(ops.delete_plan("k"), [Written(deleted_count=0)])[1] is False
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pymongo import MongoClient
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import authz as ops
+from agno_mongo.ops.command import Written
 from tests import plans
 from tests.conftest import Store, assert_refused, call
 from tests.differential import normalised
@@ -500,7 +501,7 @@ def test_every_authz_write_is_resendable() -> None:
 
     commands, _ = drive(
         ops.upsert_policy_plan("r", "a", "b", "allow"),
-        [SimpleNamespace(matched_count=0), DuplicateKeyError("dup", 11000), SimpleNamespace(matched_count=1)],
+        [Written(matched_count=0), DuplicateKeyError("dup", 11000), Written(matched_count=1)],
     )
     assert [c.kwargs["update"] for c in commands] == [
         {"$set": {"policies.$.effect": "allow"}},
@@ -516,7 +517,7 @@ def test_every_authz_write_is_resendable() -> None:
         ops.replace_roles("s", "r"),
         ops.set_disabled("u", True, 1),
         ops.record_event(ops.AUDIT, {"event_id": "e"}),
-        *drive(ops.delete_role_plan("r"), [None, None, None])[0],
+        *drive(ops.delete_role_plan("r"), [Written(deleted_count=1), Written(), Written()])[0],
     ]
     assert all(command.resend for command in built)
 

@@ -34,7 +34,7 @@ from pymongo import MongoClient
 from agno_mongo import AsyncMongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import compactions as ops
-from agno_mongo.ops.command import ReplyLost
+from agno_mongo.ops.command import ReplyLost, Written
 from agno_mongo.schema.compactions import COLUMNS
 from agno_mongo.testing.openai_server import LocalOpenAIServer, tool_call
 from tests.conftest import Commands, Store, assert_refused, make_db
@@ -363,17 +363,17 @@ async def test_an_agent_on_an_async_store_turns_compaction_off_as_on_agnos(
 
 def test_the_insert_is_resendable_and_the_delete_is_not() -> None:
     document = ops.stored_document({column: None for column in COLUMNS} | {"compaction_id": "A", "session_id": "s"})
-    (insert,), _ = drive(ops.insert_plan(document), [SimpleNamespace(upserted_id="A")])
+    (insert,), _ = drive(ops.insert_plan(document), [Written(upserted_count=1)])
     assert insert.resend is True and insert.kwargs["update"] == {"$setOnInsert": document}
-    count, delete = drive(ops.delete_plan("s"), [3, SimpleNamespace(deleted_count=3)])[0]
+    count, delete = drive(ops.delete_plan("s"), [3, Written(deleted_count=3)])[0]
     assert count.op == "count_documents" and delete.op == "delete_many" and delete.resend is False
     assert ops.delete_for_sessions(["s"]).resend is True
     # Lost after it landed: the resend deletes nothing, the count read before it is the answer.
     lost = ReplyLost(delete, OSError("connection reset"))
-    commands, answer = drive(ops.delete_plan("s"), [3, lost, SimpleNamespace(deleted_count=0)])
+    commands, answer = drive(ops.delete_plan("s"), [3, lost, Written(deleted_count=0)])
     assert answer == 3 and commands[2].resend is True and commands[2].kwargs == delete.kwargs
     # Lost before it arrived: the resend deletes them.
-    assert drive(ops.delete_plan("s"), [3, lost, SimpleNamespace(deleted_count=3)])[1] == 3
+    assert drive(ops.delete_plan("s"), [3, lost, Written(deleted_count=3)])[1] == 3
     # Nothing to delete: no delete is sent.
     assert drive(ops.delete_plan("s"), [0]) == ([ops.count_for_session("s")], 0)
 

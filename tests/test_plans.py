@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import RunTooLargeError, SessionOwnershipError
 from agno_mongo.ops import runs, sessions
+from agno_mongo.ops.command import Written
 from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN
 from tests import plans
 
@@ -24,7 +25,7 @@ drive = partial(plans.drive, use_every_answer=False)
 
 
 def matched(n: int) -> SimpleNamespace:
-    return SimpleNamespace(matched_count=n, modified_count=n)
+    return Written(matched_count=n, modified_count=n)
 
 
 RUN = {"run_id": "r1", "agent_id": "a", "content": "hi"}

@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import schedules as ops
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.schema.schedules import RUN_COLUMNS, SCHEDULE_COLUMNS
 from tests.conftest import Store, assert_refused, call
 from tests.differential import assert_same_answers
@@ -569,7 +569,7 @@ def test_the_release_is_a_guarded_pipeline_update_whose_lost_reply_a_token_resol
     (stage,) = release.kwargs["update"]
     assert stage["$set"]["next_run_at"] == {"$cond": [{"$eq": ["$cron_expr", ""]}, None, {"$literal": 500}]}
     assert ops.release("A", None, None, None, 1, "t").kwargs["filter"] == {"_id": "A"}
-    matched, missed = SimpleNamespace(matched_count=1), SimpleNamespace(matched_count=0)
+    matched, missed = Written(matched_count=1), Written(matched_count=0)
     assert drive(ops.release_plan("A", 500, "w", 400, 450), [missed])[1] is False
     commands, answer = drive(ops.release_plan("A", 500, "w", 400, 450), [lost(release), {"_id": "A"}])
     assert answer is True and commands[1].kwargs["filter"]["_id"] == "A" and "_ops" in commands[1].kwargs["filter"]
@@ -579,14 +579,14 @@ def test_the_release_is_a_guarded_pipeline_update_whose_lost_reply_a_token_resol
 
 
 def test_counts_survive_lost_replies() -> None:
-    update = SimpleNamespace(matched_count=2)
+    update = Written(matched_count=2)
     commands, answer = drive(ops.disable_for_target_plan("agent", "a", "/agents/a/runs", "r", 1), [update])
     assert commands[0].resend is False and answer == 2
     disable = commands[0]
     assert drive(ops.disable_for_target_plan("agent", "a", "/agents/a/runs", "r", 1), [lost(disable), 3])[1] == 3
     commands, answer = drive(
         ops.disable_for_target_plan("agent", "a", "/agents/a/runs", "r", 1),
-        [lost(disable), 0, SimpleNamespace(matched_count=0), 2],
+        [lost(disable), 0, Written(matched_count=0), 2],
     )
     assert answer == 2 and [c.op for c in commands] == [
         "update_many",
@@ -594,16 +594,16 @@ def test_counts_survive_lost_replies() -> None:
         "update_many",
         "count_documents",
     ]
-    commands, answer = drive(ops.delete_runs_plan("A", 100), [SimpleNamespace(matched_count=4), 4, None])
+    commands, answer = drive(ops.delete_runs_plan("A", 100), [Written(matched_count=4), 4, Written(deleted_count=4)])
     assert [c.op for c in commands] == ["update_many", "count_documents", "delete_many"] and answer == 4
     assert all(command.resend for command in commands)
-    assert drive(ops.delete_runs_plan("A", 100), [SimpleNamespace(matched_count=0), 0])[1] == 0
+    assert drive(ops.delete_runs_plan("A", 100), [Written(matched_count=0), 0])[1] == 0
 
 
 def test_inserts_know_their_own_token_after_a_lost_reply() -> None:
     document = {"_id": "A", "_ops": ["mine"]}
     insert = Command(ops.SCHEDULES, "insert_one", {"document": document}, resend=False)
-    assert drive(ops.insert_plan(ops.SCHEDULES, document), [None])[0] == [insert]
+    assert drive(ops.insert_plan(ops.SCHEDULES, document), [Written(inserted_count=1)])[0] == [insert]
     assert drive(ops.insert_plan(ops.SCHEDULES, document), [lost(insert), {"_ops": ["mine"]}])[1] is None
     with pytest.raises(DuplicateKeyError):
         drive(ops.insert_plan(ops.SCHEDULES, document), [lost(insert), {"_ops": ["theirs"]}])

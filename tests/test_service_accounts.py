@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from agno_mongo import AsyncMongoDb, MongoDb
 from agno_mongo.errors import CorruptDocumentError
 from agno_mongo.ops import service_accounts as ops
-from agno_mongo.ops.command import Command, ReplyLost
+from agno_mongo.ops.command import Command, ReplyLost, Written
 from agno_mongo.schema.service_accounts import ServiceAccountFields
 from tests.conftest import Store, assert_refused, call
 from tests.differential import assert_same_answers
@@ -464,13 +464,11 @@ def test_delete_after_a_lost_reply_reads_whether_it_is_gone() -> None:
     assert command.resend is False
     commands, answer = drive(ops.delete_plan("sa-a"), [lost(command), None])
     assert answer is True and [c.op for c in commands] == ["delete_one", "find_one"]
-    commands, answer = drive(
-        ops.delete_plan("sa-a"), [lost(command), {"_id": "sa-a"}, SimpleNamespace(deleted_count=0)]
-    )
+    commands, answer = drive(ops.delete_plan("sa-a"), [lost(command), {"_id": "sa-a"}, Written(deleted_count=0)])
     assert answer is True and len(commands) == 3  # it was there at the check read
     with pytest.raises(ReplyLost):
         drive(ops.delete_plan("sa-a"), [lost(command), {"_id": "sa-a"}] * ops.SEND_ROUNDS)
-    assert drive(ops.delete_plan("sa-a"), [SimpleNamespace(deleted_count=0)])[1] is False
+    assert drive(ops.delete_plan("sa-a"), [Written(deleted_count=0)])[1] is False
 
 
 # --- lost replies on a real server -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agno_mongo.contract.sessions import RunHints, SessionContract
 from agno_mongo.domains import DOMAINS, plans
-from agno_mongo.ops.command import Atomically, Command, Pause, Plan, ReplyLost
+from agno_mongo.ops.command import Atomically, Command, Pause, Plan, ReplyLost, Written
 from agno_mongo.schema.codec import WRITE_TOKEN
 from agno_mongo.session_cache import SessionCache
 
@@ -145,18 +145,9 @@ def test_the_table_names_every_collection_and_its_unique_indexes_allow_its_key()
 # --- driving plans without a server -----------------------------------------------------------------------
 
 
-class Result:
-    """What PyMongo answers a write with, as far as the plans read it."""
-
-    def __init__(self, n: int) -> None:
-        self.matched_count = self.modified_count = self.deleted_count = self.inserted_count = n
-        self.upserted_id = None
-        self.upserted_count = 0
-        self.upserted_ids: dict[int, Any] = {}
-        self.inserted_id = "inserted"
-        self.inserted_ids: list[Any] = []
-        self.acknowledged = True
-        self.bulk_api_result: dict[str, Any] = {}
+def wrote(n: int) -> Written:
+    """What a driver answers a write that matched (and changed, deleted or inserted) ``n`` documents."""
+    return Written(matched_count=n, modified_count=n, deleted_count=n, inserted_count=n)
 
 
 Answerer = Callable[[Command], Any]
@@ -179,7 +170,7 @@ def plain(command: Command, *, matched: int, found: bool = False) -> Any:
         return matched
     if command.op in ("find_one_and_update", "find_one_and_delete"):
         return echo if matched and echo else None
-    return Result(matched)
+    return wrote(matched)
 
 
 def policies() -> dict[str, Callable[[], Answerer]]:
@@ -500,16 +491,16 @@ def slow_path(state: dict[str, Any], commit: Any) -> Answerer:
 
     def answer(command: Command) -> Any:
         if command.collection == "overflow":
-            return Result(1)
+            return wrote(1)
         if is_push(command) and command.resend:
             seen["push"] += 1
-            return DuplicateKeyError("E11000", 11000) if seen["push"] == 1 else Result(1)
+            return DuplicateKeyError("E11000", 11000) if seen["push"] == 1 else wrote(1)
         if is_set_run(command):
-            return Result(0)
+            return wrote(0)
         if command.op == "find_one":
             return state if "projection" in command.kwargs and "runs_bytes" in command.kwargs["projection"] else None
         if command.op == "update_one" and not command.resend:
-            return commit(command) if callable(commit) else Result(commit)
+            return commit(command) if callable(commit) else wrote(commit)
         return plain(command, matched=1)
 
     return answer
@@ -576,7 +567,7 @@ def session_scenarios() -> Iterator[tuple[str, str, dict[str, Any], Answerer]]:
         "cancel_pending_run second statement",
         "cancel_pending_run",
         cancel,
-        lambda c: Result(0 if "runs_bytes" in c.kwargs["filter"] else 1),
+        lambda c: wrote(0 if "runs_bytes" in c.kwargs["filter"] else 1),
     )
 
 

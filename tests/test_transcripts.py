@@ -33,7 +33,7 @@ from agno_mongo import MongoDb
 from agno_mongo.contract.transcripts import TranscriptContract
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError, WriteContentionError
 from agno_mongo.ops import transcripts as ops
-from agno_mongo.ops.command import Command, Pause, Plan
+from agno_mongo.ops.command import Command, Pause, Plan, Written
 from agno_mongo.schema.transcripts import MAX_DOCUMENT_BYTES, TranscriptKey, prepare_entries
 from tests.conftest import Store, assert_refused, call
 from tests.differential import assert_same_answers, normalised
@@ -469,12 +469,18 @@ def test_two_appends_interleaved_at_every_step_equal_a_serial_order(
 KEY = TranscriptKey(F, P, "s1", "")
 
 
+INSERTED = Written(inserted_count=1)
+"""What a driver answers an ``insert_one`` that landed."""
+
+
 def append(entries: list[dict[str, Any]]) -> Plan[None]:
     return ops.append_plan(KEY, prepare_entries(entries), "ag", 1000)
 
 
 def test_an_append_reads_the_end_then_inserts_after_it_once() -> None:
-    commands, answer = drive(append([line("a", "x"), line(None, "y")]), [{"_id": 1, "end": 7}, None])
+    commands, answer = drive(
+        append([line("a", "x"), line(None, "y")]), [{"_id": 1, "end": 7}, Written(inserted_count=1)]
+    )
     read, insert = commands
     assert read.op == "find_one" and read.kwargs["sort"] == [("position", -1)] and read.resend is True
     assert read.kwargs["filter"] == {"framework": F, "project_key": P, "session_id": "s1", "subpath": ""}
@@ -513,7 +519,9 @@ def test_known_uuids_are_dropped_and_a_lost_race_reads_the_end_again() -> None:
     entries = [line("a", "x"), line("b", "y"), line(None, "z")]
     # "a" is known: it is dropped and the rest inserted at once (no pause: not a race).
     plan = append(entries)
-    commands, _ = drive(plan, [None, DuplicateKeyError("dup"), [{"_id": 5, "uuids": ["a", "q"]}], None, None])
+    commands, _ = drive(
+        plan, [None, DuplicateKeyError("dup"), [{"_id": 5, "uuids": ["a", "q"]}], None, Written(inserted_count=1)]
+    )
     check = commands[2]
     assert check.kwargs["filter"]["$or"][1]["uuids"] == {"$in": ["a", "b"]}
     assert [e.get("uuid") for e in commands[4].kwargs["document"]["entries"]] == ["b", None]
@@ -521,7 +529,9 @@ def test_known_uuids_are_dropped_and_a_lost_race_reads_the_end_again() -> None:
     commands, _ = drive(append([line("a", "x")]), [None, DuplicateKeyError("dup"), [{"_id": 5, "uuids": ["a"]}]])
     assert [c.op for c in commands] == ["find_one", "insert_one", "find"]
     # Nothing known: another append took the position; read the end again and go after it.
-    commands, _ = drive(append(entries), [None, DuplicateKeyError("dup"), [], {"_id": 5, "end": 3}, None])
+    commands, _ = drive(
+        append(entries), [None, DuplicateKeyError("dup"), [], {"_id": 5, "end": 3}, Written(inserted_count=1)]
+    )
     assert commands[4].kwargs["document"]["position"] == 4
 
 

@@ -19,7 +19,7 @@ from agno_mongo.contract.checks import check_id, check_int, check_optional_id, c
 from agno_mongo.contract.checks import check_skip as _check_skip
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import approvals as ops
-from agno_mongo.ops.command import Plan
+from agno_mongo.ops.command import Plan, Written
 from agno_mongo.ops.common import page_of
 from agno_mongo.schema.approvals import approval_row, check_changes, check_record
 
@@ -144,5 +144,5 @@ class ApprovalContract:
         many approvals the run has (agno's SQL row count, which counts unchanged rows too)."""
         check_id("run_id", run_id)
         value = check_run_status(run_status)
-        result = yield ops.update_run_status(run_id, value, now())
-        return int(result.matched_count)
+        result: Written = yield ops.update_run_status(run_id, value, now())
+        return result.matched_count

@@ -23,7 +23,7 @@ from agno_mongo.contract.checks import (
 )
 from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
-from agno_mongo.ops.command import Plan
+from agno_mongo.ops.command import Plan, Written
 from agno_mongo.ops.common import page_of
 from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import decode_fields
@@ -169,13 +169,13 @@ class LearningContract:
         check_id("id", id)
         checked_content = check_dict("content", content)
         checked_metadata = check_optional_dict("metadata", metadata)
-        result = yield ops.update_learning(id, checked_content, checked_metadata, now())
+        result: Written = yield ops.update_learning(id, checked_content, checked_metadata, now())
         return bool(result.matched_count)
 
     def delete_learning(self, id: str) -> Plan[bool]:
         """Delete one record by id; ``True`` if it existed."""
         check_id("id", id)
-        result = yield ops.delete_learning(id)
+        result: Written = yield ops.delete_learning(id)
         return bool(result.deleted_count)
 
     def delete_user_learnings(self, user_id: str, learning_type: str | None = None) -> Plan[int]:
@@ -186,8 +186,8 @@ class LearningContract:
         if check_owner("user_id", user_id) is None:
             raise InvalidInputError("user_id", "must be a string, got NoneType")
         check_optional_str("learning_type", learning_type)
-        result = yield ops.delete_user_learnings(user_id, learning_type)
-        return int(result.deleted_count or 0)
+        result: Written = yield ops.delete_user_learnings(user_id, learning_type)
+        return result.deleted_count
 
     def get_learnings(
         self,

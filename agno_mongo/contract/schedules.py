@@ -38,7 +38,7 @@ from agno_mongo.contract.checks import (
 )
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError
 from agno_mongo.ops import schedules as ops
-from agno_mongo.ops.command import Plan
+from agno_mongo.ops.command import Plan, Written
 from agno_mongo.ops.common import page_of
 from agno_mongo.schema.schedules import (
     check_provenance,
@@ -183,7 +183,7 @@ class ScheduleContract:
         ``created_by_*`` / ``updated_by_*``) and ``updated_at``; ``True`` if the schedule exists."""
         check_id("schedule_id", schedule_id)
         values = check_provenance(provenance)
-        result = yield ops.stamp_provenance(schedule_id, values, now())
+        result: Written = yield ops.stamp_provenance(schedule_id, values, now())
         return bool(result.matched_count)
 
     def claim_due_schedule(self, worker_id: str, lock_grace_seconds: int = 300) -> Plan[dict[str, Any] | None]:

@@ -26,7 +26,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.ops.owned import create_upsert
 from agno_mongo.schema.approvals import FREE_FORM, SCHEMA_VERSION
@@ -218,7 +218,7 @@ def delete_approval_plan(approval_id: str) -> Plan[bool]:
     command = delete_approval(approval_id)
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             still: dict[str, Any] | None = yield Command(
                 APPROVALS, "find_one", {"filter": {"_id": approval_id}, "projection": {"_id": True}}

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written, backoff
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.auth_tokens import AuthTokenFields
 
@@ -89,7 +89,7 @@ def delete_plan(key: str) -> Plan[bool]:
     command = delete(key)
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             still: dict[str, Any] | None = yield Command(
                 AUTH_TOKENS, "find_one", {"filter": {"_id": key}, "projection": {"_id": True}}

@@ -33,7 +33,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.aggregations import aggregate
-from agno_mongo.ops.command import Command, Plan, backoff
+from agno_mongo.ops.command import Command, Plan, Written, backoff
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.codec import encode_fields
@@ -137,7 +137,7 @@ def upsert_policy_plan(role: str, resource: str, action: str, effect: str) -> Pl
     for round_number in range(CREATE_RACE_ROUNDS):
         if round_number > 1:
             yield backoff(round_number)
-        result = yield flip
+        result: Written = yield flip
         if result.matched_count:
             return None
         try:

@@ -33,7 +33,28 @@ Op = Literal[
     "list_collection_names",
 ]
 
+WRITE_OPS: frozenset[str] = frozenset(
+    {"update_one", "update_many", "delete_one", "delete_many", "bulk_write", "insert_one", "insert_many", "replace_one"}
+)
+"""The ops a driver answers with :class:`Written`."""
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write did, the same on PyMongo, PyMongo async and Motor.
+
+    The driver turns every ``UpdateResult``, ``DeleteResult``, ``InsertOneResult``,
+    ``InsertManyResult`` and ``BulkWriteResult`` into this, so plans read plain counts (named as
+    PyMongo names them) and a test answers a plan with the value a driver would send it.
+    """
+
+    matched_count: int = 0
+    modified_count: int = 0
+    deleted_count: int = 0
+    inserted_count: int = 0
+    upserted_count: int = 0
 
 
 @dataclass(frozen=True)

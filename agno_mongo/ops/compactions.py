@@ -25,7 +25,7 @@ import bson
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.schema.compactions import SCHEMA_VERSION
 
 COMPACTIONS = "compactions"
@@ -139,11 +139,11 @@ def delete_plan(session_id: str) -> Plan[int]:
     if counted == 0:
         return 0
     try:
-        result = yield delete_session_records(session_id, resend=False)
+        result: Written = yield delete_session_records(session_id, resend=False)
     except ReplyLost:
-        again = yield delete_session_records(session_id, resend=True)
-        return max(counted, int(again.deleted_count))
-    return int(result.deleted_count)
+        again: Written = yield delete_session_records(session_id, resend=True)
+        return max(counted, again.deleted_count)
+    return result.deleted_count
 
 
 def delete_for_sessions(session_ids: list[str]) -> Command:

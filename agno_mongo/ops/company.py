@@ -35,7 +35,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from agno_mongo.ops import command
-from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written, backoff
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.ops.owned import create_upsert
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
@@ -335,7 +335,7 @@ def atomically(steps: Callable[[], Generator[Any, Any, Any]], what: str) -> Plan
 def lock_product(product_id: str) -> Plan[None]:
     """agno's ``lock_product`` inside a transaction: bump the active Product's ``_rev`` (so every other
     hierarchy transaction on it conflicts), or ``ValueError`` if it is missing or archived."""
-    result = yield Command(
+    result: Written = yield Command(
         PRODUCTS, "update_one", {"filter": {"_id": product_id, "deleted_at": None}, "update": {"$inc": {REV: 1}}}
     )
     if not result.matched_count:

@@ -47,7 +47,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops import schedules as schedule_ops
-from agno_mongo.ops.command import Command, Plan, atomically
+from agno_mongo.ops.command import Command, Plan, Written, atomically
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.components import (
     COMPONENT_FREE_FORM,
@@ -602,7 +602,7 @@ def upsert_config_steps(
         final_stage = stage or "draft"
         highest: dict[str, Any] | None = yield highest_version(component_id)
         final_version = max(component.versions, 0 if highest is None else int(highest["version"])) + 1
-        bumped = yield Command(
+        bumped: Written = yield Command(
             COMPONENTS,
             "update_one",
             {"filter": allocation, "update": {"$set": {VERSIONS: final_version}, "$inc": {GUARD: 1}}},
@@ -643,7 +643,7 @@ def upsert_config_steps(
             changes["notes"] = notes
         if stored_links is not None:
             changes["links"] = stored_links
-        edited = yield Command(
+        edited: Written = yield Command(
             CONFIGS,
             "update_one",
             {
@@ -653,7 +653,9 @@ def upsert_config_steps(
         )
         if not edited.matched_count:
             raise ValueError(f"Cannot update published config {component_id} v{version}")
-        touched = yield Command(COMPONENTS, "update_one", {"filter": allocation, "update": {"$inc": {GUARD: 1}}})
+        touched: Written = yield Command(
+            COMPONENTS, "update_one", {"filter": allocation, "update": {"$inc": {GUARD: 1}}}
+        )
         if not touched.matched_count:
             raise archived_error(component_id)
         published_config = config if config is not None else existing.config
@@ -667,7 +669,7 @@ def upsert_config_steps(
         pointer: dict[str, Any] = {"_id": component_id, "deleted_at": None}
         if expected_current_version is not None:
             pointer["current_version"] = pointer_guard(expected_current_version)
-        moved = yield Command(
+        moved: Written = yield Command(
             COMPONENTS, "update_one", {"filter": pointer, "update": set_update(projection, COMPONENT_FREE_FORM)}
         )
         if not moved.matched_count:
@@ -727,7 +729,7 @@ def delete_config_steps(component_id: str, version: int, user_id: str | None, no
         holding = [parent for parent in pinning if parent not in archived]
         if holding:
             raise ComponentDependencyError(f"Cannot delete {component_id} v{version}: pinned by {', '.join(holding)}")
-    result = yield Command(
+    result: Written = yield Command(
         CONFIGS,
         "update_one",
         {
@@ -770,7 +772,7 @@ def set_current_steps(
         query["user_id"] = user_id
     if expected_current_version is not None:
         query["current_version"] = pointer_guard(expected_current_version)
-    moved = yield Command(
+    moved: Written = yield Command(
         COMPONENTS,
         "update_one",
         {"filter": query, "update": {"$set": {"current_version": version, "updated_at": now}, "$inc": {GUARD: 1}}},
@@ -831,15 +833,15 @@ def delete_component_steps(
                 "update": {"$pull": {"links": {"child_component_id": component_id}}},
             },
         )
-        result = yield Command(COMPONENTS, "delete_one", {"filter": query})
-        affected = int(result.deleted_count)
+        result: Written = yield Command(COMPONENTS, "delete_one", {"filter": query})
+        affected = result.deleted_count
     else:
         result = yield Command(
             COMPONENTS,
             "update_one",
             {"filter": {**query, "deleted_at": None}, "update": {"$set": {"deleted_at": now, "updated_at": now}}},
         )
-        affected = int(result.matched_count)
+        affected = result.matched_count
     if not affected:
         return False, 0
     from agno.db.schemas.scheduler import build_run_endpoint
@@ -859,7 +861,7 @@ def restore_component_steps(component_id: str, user_id: str | None, now: int) ->
     query: dict[str, Any] = {"_id": component_id, "deleted_at": {"$ne": None}}
     if user_id is not None:
         query["user_id"] = user_id
-    result = yield Command(
+    result: Written = yield Command(
         COMPONENTS, "update_one", {"filter": query, "update": {"$set": {"deleted_at": None, "updated_at": now}}}
     )
     if not result.matched_count:

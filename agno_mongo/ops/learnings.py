@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
 from agno_mongo.ops import common
 from agno_mongo.ops.aggregations import aggregate
-from agno_mongo.ops.command import Command, Plan
+from agno_mongo.ops.command import Command, Plan, Written
 from agno_mongo.ops.common import owner_filter
 from agno_mongo.ops.memories import stats_page, user_stats_pipeline
 from agno_mongo.ops.owned import may_write, owner_checked_upsert
@@ -302,8 +302,8 @@ def backfill_search_text(query: dict[str, Any]) -> Plan[int]:
             )
             for document in documents
         ]
-        result = yield Command(LEARNINGS, "bulk_write", {"requests": requests, "ordered": False})
-        filled += int(result.modified_count or 0)
+        result: Written = yield Command(LEARNINGS, "bulk_write", {"requests": requests, "ordered": False})
+        filled += result.modified_count
         if len(documents) < BACKFILL_BATCH or not result.modified_count:
             return filled
 

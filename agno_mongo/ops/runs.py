@@ -43,7 +43,7 @@ from agno_mongo.errors import (
     WriteContentionError,
 )
 from agno_mongo.ops.aggregations import aggregate
-from agno_mongo.ops.command import Command, Plan, ReplyLost, backoff
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written, backoff
 from agno_mongo.ops.common import new_token, owner_filter, scope_filter
 from agno_mongo.ops.sessions import (
     BUMP,
@@ -364,7 +364,7 @@ def commit(filter_: dict[str, Any], update: dict[str, Any], chunk_id: str | None
     still be applied late, so the chunk is never deleted on a guess.
     """
     try:
-        result = yield Command(SESSIONS, "update_one", {"filter": filter_, "update": update}, resend=False)
+        result: Written = yield Command(SESSIONS, "update_one", {"filter": filter_, "update": update}, resend=False)
     except ReplyLost:
         if chunk_id is None:
             return False  # a recount only: the caller re-reads the session either way
@@ -541,11 +541,7 @@ def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
     ]
     command = Command(SESSIONS, "bulk_write", {"requests": requests, "ordered": False}, resend=False)
     result = yield from stamped(command, token, {"_ops": token})
-    if result is None:
-        return 0
-    if result is True:
-        return 1
-    return int(result.modified_count)
+    return 1 if result is True else result.modified_count
 
 
 RUN_SORT_FIELDS = {"created_at", "updated_at", "status", "run_id", "agent_id", "team_id", "workflow_id", "run_index"}
@@ -717,6 +713,6 @@ def cancel_pending_run_plan(
             resend=False,
         )
         result = yield from stamped(command, token, {"_id": session_id, "_ops": token})
-        if result is True or (result is not None and result.modified_count):
+        if result is True or result.modified_count:
             return True
     return False

@@ -50,7 +50,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import AgnoMongoError
 from agno_mongo.ops.aggregations import aggregate
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.schedules import RUN_FREE_FORM, SCHEDULE_FREE_FORM, SCHEMA_VERSION
@@ -251,7 +251,7 @@ def delete_schedule_plan(schedule_id: str, user_id: str | None) -> Plan[bool]:
     deleted = False
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             still: dict[str, Any] | None = yield Command(
                 SCHEDULES, "find_one", {"filter": {"_id": schedule_id}, "projection": {"user_id": True}}
@@ -306,7 +306,7 @@ def disable_for_target_plan(target_type: str, target_id: str, endpoint: str, rea
     marked = count(SCHEDULES, {**aimed, OPS: write_token})
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             landed: int = yield marked
             if landed:
@@ -317,7 +317,7 @@ def disable_for_target_plan(target_type: str, target_id: str, endpoint: str, rea
         if not result.matched_count and attempt > 0:
             late: int = yield marked
             return late
-        return int(result.matched_count)
+        return result.matched_count
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -438,7 +438,7 @@ def release_plan(
     check = released_by(schedule_id, write_token)
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             landed: dict[str, Any] | None = yield check
             if landed is not None:

@@ -29,7 +29,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.errors import AgnoMongoError
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.ops.owned import CREATE_RACE_ROUNDS
 from agno_mongo.schema.service_accounts import ACTIVE, OP, SEQUENCE, ServiceAccountFields
@@ -264,7 +264,7 @@ def delete_plan(service_account_id: str) -> Plan[bool]:
     command = delete(service_account_id)
     for attempt in range(SEND_ROUNDS):
         try:
-            result = yield command
+            result: Written = yield command
         except ReplyLost:
             still: dict[str, Any] | None = yield Command(
                 SERVICE_ACCOUNTS, "find_one", {"filter": {"_id": service_account_id}, "projection": {"_id": True}}

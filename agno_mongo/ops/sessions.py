@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 import bson
 from agno.db.utils import HISTORY_SKIP_STATUSES
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
-from agno_mongo.ops.command import Command, Plan, ReplyLost
+from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import new_token, owner_filter, scope_filter
 from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
 from agno_mongo.schema.base import SCHEMA_VERSION
@@ -82,7 +82,7 @@ class MissingChunkError(AgnoMongoError):
         super().__init__(f"session {session_id!r} lists overflow chunk {chunk_id!r}, which does not exist")
 
 
-def stamped(command: Command, token: str, check: dict[str, Any]) -> Plan[Any]:
+def stamped(command: Command, token: str, check: dict[str, Any]) -> Plan[Written | Literal[True]]:
     """Send a command that stamps ``token`` into ``_ops`` and is not safe to resend blindly.
 
     Returns the command's result; after a lost reply, ``True`` if a document matching ``check``
@@ -90,7 +90,8 @@ def stamped(command: Command, token: str, check: dict[str, Any]) -> Plan[Any]:
     """
     for attempt in range(3):
         try:
-            return (yield command)
+            result: Written = yield command
+            return result
         except ReplyLost:
             found = yield Command(command.collection, "find_one", {"filter": check, "projection": {"_id": 1}})
             if found is not None:
@@ -608,14 +609,14 @@ def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[i
         if not cascade:
             return 0, []
         match = {"_id": {"$in": cascade}, **scope_filter(user_id)}
-    result = yield Command(SESSIONS, "delete_many", {"filter": match})
+    result: Written = yield Command(SESSIONS, "delete_many", {"filter": match})
     if doomed:
         yield Command(
             OVERFLOW,
             "delete_many",
             {"filter": {"$or": [{"session_id": d["_id"], "inc": d.get("inc")} for d in doomed]}},
         )
-    return int(getattr(result, "deleted_count", 0)), cascade
+    return result.deleted_count, cascade
 
 
 def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
@@ -666,11 +667,11 @@ def delete_orphaned_overflow(now: int, grace_seconds: int = ORPHAN_GRACE_SECONDS
         referenced = {entry.get("c") for document in sessions for entry in document.get("spilled") or []}
         orphans = [chunk["_id"] for chunk in chunks if chunk["_id"] not in referenced]
         if orphans:
-            result = yield Command(
+            result: Written = yield Command(
                 OVERFLOW,
                 "delete_many",
                 {"filter": {"_id": {"$in": orphans}, "created_at": {"$lte": now - grace_seconds}}},
             )
-            deleted += int(result.deleted_count)
+            deleted += result.deleted_count
         if len(chunks) < batch:
             return deleted
