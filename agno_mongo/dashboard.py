@@ -20,7 +20,7 @@ from agno_mongo.cli.shape import session_row, transcript
 from agno_mongo.db import MongoDb
 from agno_mongo.ops import sessions as session_ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.common import page_of, scope_filter
+from agno_mongo.ops.common import page_of_plan, scope_filter
 from agno_mongo.ops.metrics import daily_totals
 
 PAGE_SIZE = 25
@@ -40,7 +40,7 @@ def search_filter(query: str | None, user_id: str | None) -> dict[str, Any]:
 
 def search_plan(query: str | None, user_id: str | None, page: int) -> Plan[dict[str, Any]]:
     """One page of matching sessions, last updated first (the ``updated_id`` order), and the total."""
-    documents, total = yield from page_of(
+    documents, total = yield from page_of_plan(
         session_ops.SESSIONS,
         search_filter(query, user_id),
         [("updated_at", -1), ("_id", -1)],

@@ -332,7 +332,7 @@ def test_concurrent_first_insert_is_sent_again() -> None:
             "updated_at": 1,
         }
     )
-    plan = ops.write_records([record])
+    plan = ops.write_records_plan([record])
     first = next(plan)
     assert first.op == "bulk_write"
     again = plan.throw(BulkWriteError({"writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}]}))

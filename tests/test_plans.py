@@ -157,6 +157,69 @@ def test_upsert_session_is_one_find_and_modify_with_the_owner_in_the_filter() ->
 
 
 def test_recent_history_read_is_one_aggregate_when_the_session_holds_enough() -> None:
-    plan = sessions.get_session("s1", None, 3)
+    plan = sessions.get_session_plan("s1", None, 3)
     commands, document = drive(plan, [[{"_id": "s1", "runs": [{}, {}, {}], "spilled": True}]])
     assert [c.op for c in commands] == ["aggregate"] and len(document["runs"]) == 3
+
+
+def test_plans_and_command_builders_say_which_they_are_by_name() -> None:
+    """In ``agno_mongo.ops`` a generator is a plan (``yield from``) and ends in ``_plan`` or
+    ``_steps``; anything else builds values (``yield`` a Command) and does not. ``command`` holds
+    the machinery itself (``atomically``)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import agno_mongo.ops
+
+    misnamed: list[str] = []
+    for module_info in pkgutil.iter_modules(agno_mongo.ops.__path__):
+        if module_info.name == "command":
+            continue
+        module = importlib.import_module(f"agno_mongo.ops.{module_info.name}")
+        for name, function in vars(module).items():
+            if not inspect.isfunction(function) or function.__module__ != module.__name__:
+                continue
+            says_plan = name.endswith(("_plan", "_steps"))
+            if inspect.isgeneratorfunction(function) != says_plan:
+                misnamed.append(f"{module_info.name}.{name}")
+    assert misnamed == []
+
+
+def test_contract_classes_read_only_the_state_they_declare_and_the_stores_provide_it() -> None:
+    """A contract class's plans read instance state only through attributes it annotates
+    (``_names``, ``_run_hints``, ...); both storage classes set every one of them, and the fake
+    ``self`` the plan walks use (``tests/test_shard_targeting.py``) has them too."""
+    import ast
+    import importlib
+    import inspect
+    import pkgutil
+
+    import agno_mongo.contract
+    from agno_mongo import AsyncMongoDb, MongoDb
+    from tests.test_shard_targeting import contract_self
+
+    stores = [MongoDb(db_url="mongodb://127.0.0.1:1", db_name="d"), AsyncMongoDb(db_url="mongodb://127.0.0.1:1")]
+    fake = contract_self()
+    problems: list[str] = []
+    for module_info in pkgutil.iter_modules(agno_mongo.contract.__path__):
+        module = importlib.import_module(f"agno_mongo.contract.{module_info.name}")
+        for node in ast.parse(inspect.getsource(module)).body:
+            if not (isinstance(node, ast.ClassDef) and node.name.endswith("Contract")):
+                continue
+            cls = getattr(module, node.name)
+            declared = set(inspect.get_annotations(cls))
+            read = {
+                attribute.attr
+                for attribute in ast.walk(node)
+                if isinstance(attribute, ast.Attribute)
+                and isinstance(attribute.value, ast.Name)
+                and attribute.value.id == "self"
+            }
+            problems += [
+                f"{node.name} reads undeclared self.{name}" for name in sorted(read - declared - set(dir(cls)))
+            ]
+            for name in sorted(declared):
+                problems += [f"{type(s).__name__} lacks {name}" for s in stores if not hasattr(s, name)]
+                problems += [f"contract_self() lacks {name}"] if not hasattr(fake, name) else []
+    assert problems == []

@@ -4,7 +4,7 @@ Pages are read by keyset (``created_at``, ``_id`` greater than the last one seen
 growing ``skip``: every page costs the same, and sessions created meanwhile land on later pages
 instead of shifting the pages still to come. Each page is one ``find`` plus, when some of its
 sessions moved old runs to overflow documents, one read of those chunks (the same
-:func:`~agno_mongo.ops.sessions.attach_overflow` step ``get_sessions`` uses).
+:func:`~agno_mongo.ops.sessions.attach_overflow_plan` step ``get_sessions`` uses).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def page_plan(query: dict[str, Any], key: Key | None, limit: int) -> Plan[tuple[
         },
     )
     last = (documents[-1].get("created_at"), documents[-1]["_id"]) if len(documents) == limit else None
-    whole: list[dict[str, Any]] = yield from ops.attach_overflow(documents)
+    whole: list[dict[str, Any]] = yield from ops.attach_overflow_plan(documents)
     return whole, last
 
 

@@ -3,7 +3,7 @@
 From the runs (default): one aggregation reads only the sessions written in the window
 (``updated_at`` at or after its first second, ``created_at`` at or before its last) and, of those,
 only the runs created in it, projected to the few fields counted; runs moved to overflow documents
-come back with their sessions (:func:`~agno_mongo.ops.sessions.attach_overflow`). Nothing outside
+come back with their sessions (:func:`~agno_mongo.ops.sessions.attach_overflow_plan`). Nothing outside
 the window travels, however many runs the database holds.
 
 From the records (``--from-records``): agno's stored daily metrics (``get_metrics``), shaped by
@@ -108,7 +108,7 @@ def window_plan(filters: Filters, start: int, end: int) -> Plan[list[dict[str, A
         },
     )
     if any(document.get("spilled") for document in documents):
-        documents = yield from session_ops.attach_overflow(documents)
+        documents = yield from session_ops.attach_overflow_plan(documents)
     for document in documents:
         document["runs"] = [run for run in document.get("runs") or [] if kept(run, start, end, filters)]
     return documents

@@ -20,7 +20,7 @@ from agno_mongo.contract.checks import check_skip as _check_skip
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import approvals as ops
 from agno_mongo.ops.command import Plan, Written
-from agno_mongo.ops.common import page_of
+from agno_mongo.ops.common import page_of_plan
 from agno_mongo.schema.approvals import approval_row, check_changes, check_record
 
 _RUN_STATUSES = {member.value for member in RunStatus}
@@ -105,7 +105,7 @@ class ApprovalContract:
             }
         )
         page_limit, skip = check_listing_page(limit, page)
-        documents, total = yield from page_of(
+        documents, total = yield from page_of_plan(
             ops.APPROVALS, query, ops.NEWEST_FIRST, page_limit, skip, None, count=True
         )
         assert total is not None  # count=True always answers a total

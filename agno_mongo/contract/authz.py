@@ -165,7 +165,7 @@ class AuthzContract:
         """Add an assignment (idempotent)."""
         check_str("subject", subject)
         check_str("role", role)
-        yield from ops.upsert(ops.assign(subject, role))
+        yield from ops.upsert_plan(ops.assign(subject, role))
         return None
 
     def unassign_authz_role(self, subject: str, role: str) -> Plan[None]:
@@ -180,7 +180,7 @@ class AuthzContract:
         role, and concurrent replacements leave exactly one of them."""
         check_str("subject", subject)
         check_str("role", role)
-        yield from ops.upsert(ops.replace_roles(subject, role))
+        yield from ops.upsert_plan(ops.replace_roles(subject, role))
         return None
 
     def list_authz_roles(self) -> Plan[list[str]]:
@@ -218,7 +218,7 @@ class AuthzContract:
         check_str("slug", slug)
         given = check_meta_values(values)
         on_insert = {column: None for column in ("name", "description") if column not in given}
-        yield from ops.set_or_create(ops.META, slug, given, on_insert, {})
+        yield from ops.set_or_create_plan(ops.META, slug, given, on_insert, {})
         return None
 
     def delete_authz_role_meta(self, slug: str) -> Plan[None]:
@@ -303,14 +303,14 @@ class AuthzContract:
         to_set, extra = ops.user_update(given)
         on_insert: dict[str, Any] = {"disabled": given["disabled"]}
         on_insert.update({column: None for column in ("email", "name", "metadata") if column not in given})
-        yield from ops.set_or_create(ops.USERS, user_id, to_set, on_insert, extra)
+        yield from ops.set_or_create_plan(ops.USERS, user_id, to_set, on_insert, extra)
         return None
 
     def set_authz_user_disabled(self, user_id: str, disabled: bool) -> Plan[None]:
         """Set or clear the kill switch in one write (no read first); an unknown user gets a tombstone
         row in that state, so a later token for that ``sub`` is refused too."""
         check_str("user_id", user_id)
-        yield from ops.upsert(ops.set_disabled(user_id, _bool("disabled", disabled), now()))
+        yield from ops.upsert_plan(ops.set_disabled(user_id, _bool("disabled", disabled), now()))
         return None
 
     def delete_authz_user(self, user_id: str) -> Plan[None]:

@@ -30,7 +30,7 @@ from agno_mongo.contract.checks import check_id, check_ids, check_int, check_opt
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import company as ops
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.common import page_of
+from agno_mongo.ops.common import page_of_plan
 from agno_mongo.schema.codec import encode_fields
 from agno_mongo.schema.company import PRODUCT_ARCHIVED, PROJECT_ARCHIVED, check_changes, check_record, company_row
 
@@ -149,7 +149,7 @@ class CompanyContract:
         document = ops.stored_document("sources", columns, ops.token())
 
         def steps() -> Plan[Row | None]:
-            yield from ops.lock_product(columns["product_id"])
+            yield from ops.lock_product_plan(columns["product_id"])
             if reuse:
                 rows = yield Command(
                     ops.SOURCES,
@@ -205,7 +205,7 @@ class CompanyContract:
             product_id=check_optional_id("product_id", product_id),
         )
         page_limit, skip = _page(limit, page)
-        documents, total = yield from page_of(
+        documents, total = yield from page_of_plan(
             ops.SOURCES, query, ops.sort_spec("created_at", "desc"), page_limit, skip, None, count=True
         )
         assert total is not None
@@ -293,7 +293,7 @@ class CompanyContract:
         sort = _sort(sort_by, sort_order)
         query = ops.list_query(check_owner("user_id", user_id), _flag("include_deleted", include_deleted), ())
         page_limit, skip = _page(limit, page)
-        documents, total = yield from page_of(ops.PRODUCTS, query, sort, page_limit, skip, None, count=True)
+        documents, total = yield from page_of_plan(ops.PRODUCTS, query, sort, page_limit, skip, None, count=True)
         assert total is not None
         return [company_row("products", document) for document in documents], total
 
@@ -374,14 +374,16 @@ class CompanyContract:
         listing the active Tasks (and nothing written) if any; ``False`` if there was none to archive."""
         check_id("product_id", product_id)
         owner = check_owner("user_id", user_id)
-        archived: bool = yield from ops.atomically(lambda: ops.archive_product(product_id, owner), "delete_product")
+        archived: bool = yield from ops.atomically(
+            lambda: ops.archive_product_plan(product_id, owner), "delete_product"
+        )
         return archived
 
     def restore_product(self, product_id: str, user_id: str | None = None) -> Plan[Row | None]:
         """Restore an archived Product and exactly the children its archive archived, in one transaction."""
         check_id("product_id", product_id)
         owner = check_owner("user_id", user_id)
-        document = yield from ops.atomically(lambda: ops.restore_product(product_id, owner), "restore_product")
+        document = yield from ops.atomically(lambda: ops.restore_product_plan(product_id, owner), "restore_product")
         return _row("products", document)
 
     # --- Projects --------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ class CompanyContract:
         document = ops.stored_document("projects", columns, ops.token())
 
         def steps() -> Plan[Row | None]:
-            yield from ops.lock_product(columns["product_id"])
+            yield from ops.lock_product_plan(columns["product_id"])
             if reuse:
                 existing = yield ops.by_id(ops.PROJECTS, columns["id"])
                 if existing is not None:
@@ -437,7 +439,7 @@ class CompanyContract:
             status=None if status is None else check_str("status", status),
         )
         page_limit, skip = _page(limit, page)
-        documents, total = yield from page_of(ops.PROJECTS, query, sort, page_limit, skip, None, count=True)
+        documents, total = yield from page_of_plan(ops.PROJECTS, query, sort, page_limit, skip, None, count=True)
         assert total is not None
         return [company_row("projects", document) for document in documents], total
 
@@ -459,7 +461,7 @@ class CompanyContract:
             ops.PROJECTS, query, ops.changes("projects", {**checked, "updated_at": now()}, write_token), write_token
         )
         if document is None:
-            yield from ops.explain_miss("projects", project_id)
+            yield from ops.explain_miss_plan("projects", project_id)
         return _row("projects", document)
 
     def get_project_counts(self, project_ids: list[str]) -> Plan[dict[str, dict[str, Any]]]:
@@ -499,7 +501,7 @@ class CompanyContract:
         owner = check_owner("user_id", user_id)
         cutoff = check_int("updated_before", updated_before)
         archived: bool = yield from ops.atomically(
-            lambda: ops.archive_project(project_id, owner, cutoff), "delete_project"
+            lambda: ops.archive_project_plan(project_id, owner, cutoff), "delete_project"
         )
         return archived
 
@@ -507,7 +509,7 @@ class CompanyContract:
         """Restore an archived Project and exactly the Tasks its archive archived, in one transaction."""
         check_id("project_id", project_id)
         owner = check_owner("user_id", user_id)
-        document = yield from ops.atomically(lambda: ops.restore_project(project_id, owner), "restore_project")
+        document = yield from ops.atomically(lambda: ops.restore_project_plan(project_id, owner), "restore_project")
         return _row("projects", document)
 
     def transition_project(
@@ -532,11 +534,11 @@ class CompanyContract:
         accept = _auto_accept(auto_accept)
 
         def steps() -> Plan[Any]:
-            yield from ops.lock_child("projects", project_id)
+            yield from ops.lock_child_plan("projects", project_id)
             if accept is not None:
                 if target != "done" or expected is _UNSET_UPDATED_AT:
                     raise ValueError("Automatic completion requires expected_updated_at and a Project with Tasks")
-                spent = yield from ops.acceptance_count(
+                spent = yield from ops.acceptance_count_plan(
                     accept["routine_id"], accept["policy"], {}, {"_id": {"$ne": project_id}}
                 )
                 if spent >= accept["max_acceptances"]:
@@ -589,15 +591,15 @@ class CompanyContract:
         product_id, project_id = columns["product_id"], columns["project_id"]
 
         def steps() -> Plan[Row | None]:
-            yield from ops.lock_product(product_id)
-            yield from ops.require_project(project_id, product_id)
+            yield from ops.lock_product_plan(product_id)
+            yield from ops.require_project_plan(project_id, product_id)
             if columns["dedupe_key"] is not None:
                 existing = yield Command(
                     ops.TASKS, "find_one", {"filter": {"product_id": product_id, "dedupe_key": columns["dedupe_key"]}}
                 )
                 if existing is not None:
                     return company_row("tasks", existing)
-            yield from ops.require_project(project_id, product_id, columns["status"])
+            yield from ops.require_project_plan(project_id, product_id, columns["status"])
             yield ops.insert(ops.TASKS, document)
             return None
 
@@ -646,7 +648,7 @@ class CompanyContract:
             else:
                 query["$or"] = [{"status": {"$ne": "in_progress"}}, {"result.status": {"$nin": bad}}]
         page_limit, skip = _page(limit, page)
-        documents, total = yield from page_of(ops.TASKS, query, sort, page_limit, skip, None, count=True)
+        documents, total = yield from page_of_plan(ops.TASKS, query, sort, page_limit, skip, None, count=True)
         assert total is not None
         return [company_row("tasks", document) for document in documents], total
 
@@ -658,9 +660,9 @@ class CompanyContract:
         checked = _descriptive("tasks", fields, validate_task_fields)
 
         def steps() -> Plan[Any]:
-            found = yield from ops.lock_child("tasks", task_id)
+            found = yield from ops.lock_child_plan("tasks", task_id)
             if found is not None and checked.get("project_id") is not None:
-                yield from ops.require_project(checked["project_id"], found["product_id"], "backlog")
+                yield from ops.require_project_plan(checked["project_id"], found["product_id"], "backlog")
             values: dict[str, Any] = {**checked, "updated_at": now()}
             if "project_id" in checked:
                 values[PROJECT_ARCHIVED] = False  # the new Project is active (or there is none)
@@ -692,7 +694,7 @@ class CompanyContract:
         update = ops.changes("tasks", {"deleted_at": when, "updated_at": when}, write_token)
         document = yield from ops.modify_plan(ops.TASKS, query, update, write_token)
         if document is None:
-            yield from ops.explain_miss("tasks", task_id)
+            yield from ops.explain_miss_plan("tasks", task_id)
         return document is not None
 
     def restore_task(self, task_id: str, user_id: str | None = None) -> Plan[Row | None]:
@@ -702,7 +704,7 @@ class CompanyContract:
         owner = check_owner("user_id", user_id)
 
         def steps() -> Plan[Any]:
-            found = yield from ops.lock_child("tasks", task_id)
+            found = yield from ops.lock_child_plan("tasks", task_id)
             if found is None:
                 return None
             fields = task_restore_fields(company_row("tasks", found))
@@ -807,7 +809,7 @@ class CompanyContract:
         check_id("exclude_task_id", exclude_task_id)
         owner = check_owner("user_id", user_id)
         scope = {} if owner is None else {"user_id": owner}
-        count: int = yield from ops.acceptance_count(
+        count: int = yield from ops.acceptance_count_plan(
             routine_id, policy, {"_id": {"$ne": exclude_task_id}, **scope}, scope
         )
         return count
@@ -868,11 +870,11 @@ class CompanyContract:
             return _row("tasks", document)
 
         def steps() -> Plan[Any]:
-            yield from ops.lock_child("tasks", task_id)
+            yield from ops.lock_child_plan("tasks", task_id)
             if expected is _UNSET_UPDATED_AT:
                 raise ValueError("Automatic acceptance requires expected_updated_at and a Product")
             assert accept is not None
-            spent = yield from ops.acceptance_count(
+            spent = yield from ops.acceptance_count_plan(
                 accept["routine_id"], accept["policy"], {"_id": {"$ne": task_id}}, {}
             )
             if spent >= accept["max_acceptances"]:

@@ -262,7 +262,7 @@ class ComponentContract:
     def get_current_config(self, component_id: str) -> Plan[dict[str, Any] | None]:
         """The live published config, or ``None`` (never a draft)."""
         check_id("component_id", component_id)
-        component = yield from ops.read_component(component_id, deleted_at=None)
+        component = yield from ops.read_component_plan(component_id, deleted_at=None)
         if component is None or component.current_version is None:
             return None
         document: dict[str, Any] | None = yield ops.find_config(
@@ -273,7 +273,7 @@ class ComponentContract:
     def get_latest_config(self, component_id: str) -> Plan[dict[str, Any] | None]:
         """The latest visible version of a live component, draft or published."""
         check_id("component_id", component_id)
-        component = yield from ops.read_component(component_id, deleted_at=None)
+        component = yield from ops.read_component_plan(component_id, deleted_at=None)
         if component is None:
             return None
         document: dict[str, Any] | None = yield ops.latest_visible(component_id)
@@ -373,7 +373,7 @@ class ComponentContract:
         check_id("component_id", component_id)
         full = _check_bool("include_config", include_config)
         _check_bool("include_deleted", include_deleted)
-        component = yield from ops.read_component(component_id, deleted_at=None)
+        component = yield from ops.read_component_plan(component_id, deleted_at=None)
         if component is None:
             return []
         query: dict[str, Any] = {"component_id": component_id}
@@ -425,7 +425,7 @@ class ComponentContract:
         check_id("component_id", component_id)
         number = _check_version("version", version)
         active = _check_bool("active_parents_only", active_parents_only)
-        found: list[dict[str, Any]] = yield from ops.dependents(component_id, number, active_parents_only=active)
+        found: list[dict[str, Any]] = yield from ops.dependents_plan(component_id, number, active_parents_only=active)
         return found
 
     def load_component_graph(
@@ -447,7 +447,7 @@ class ComponentContract:
 def _config_of_live(
     component_id: str, version: int | None, label: str | None, include_deleted: bool
 ) -> Plan[dict[str, Any] | None]:
-    component = yield from ops.read_component(component_id, deleted_at=None)
+    component = yield from ops.read_component_plan(component_id, deleted_at=None)
     if component is None:
         return None
     visible = {"stage": {"$ne": DELETED_CONFIG_STAGE}}
@@ -508,7 +508,7 @@ def _graph(
         child_id = link["child_component_id"]
         child_version = link["child_version"]
         if child_version is None:
-            child = yield from ops.read_component(child_id)
+            child = yield from ops.read_component_plan(child_id)
             child_version = None if child is None else child.current_version
         resolved_versions[child_id] = child_version
         child_graph = yield from _graph(child_id, child_version, None, path)

@@ -25,7 +25,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import EvalRunOwnershipError, InvalidInputError
 from agno_mongo.ops import evals as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.common import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of_plan
 from agno_mongo.schema.evals import EvalFields, eval_out, eval_row
 
 EVAL_SORT_FIELDS = {
@@ -131,7 +131,9 @@ class EvalContract:
         field, direction = check_sort(sort_by, sort_order, EVAL_SORT_FIELDS)
         sort = listing_sort(field or "created_at", direction, id_field="run_id")
         page_limit, skip = check_page(limit, page)
-        documents, total = yield from page_of(ops.EVALS, query, sort, page_limit, skip, None, count=not deserialize)
+        documents, total = yield from page_of_plan(
+            ops.EVALS, query, sort, page_limit, skip, None, count=not deserialize
+        )
         if deserialize:
             return [eval_out(document, True) for document in documents]
         return [eval_out(document, False) for document in documents], total

@@ -16,7 +16,7 @@ from agno_mongo.contract.checks import check_id, check_owner, check_page, check_
 from agno_mongo.errors import KnowledgeOwnershipError
 from agno_mongo.ops import knowledge as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.common import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of_plan
 from agno_mongo.schema.knowledge import KnowledgeFields, knowledge_out
 
 KNOWLEDGE_SORT_FIELDS = {
@@ -79,7 +79,7 @@ class KnowledgeContract:
         field, direction = check_sort(sort_by, sort_order, KNOWLEDGE_SORT_FIELDS)
         sort = DEFAULT_ORDER if field is None else listing_sort(field, direction, id_field="id")
         page_limit, skip = check_page(limit, page)
-        documents, total = yield from page_of(ops.KNOWLEDGE, query, sort, page_limit, skip, None, count=True)
+        documents, total = yield from page_of_plan(ops.KNOWLEDGE, query, sort, page_limit, skip, None, count=True)
         return [knowledge_out(document) for document in documents], int(total or 0)
 
     def delete_knowledge_content(self, id: str, user_id: str | None = None) -> Plan[None]:

@@ -24,7 +24,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import InvalidInputError, LearningOwnershipError
 from agno_mongo.ops import learnings as ops
 from agno_mongo.ops.command import Plan, Written
-from agno_mongo.ops.common import page_of
+from agno_mongo.ops.common import page_of_plan
 from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import decode_fields
 from agno_mongo.schema.learnings import LearningFields, learning_out
@@ -303,7 +303,7 @@ class LearningContract:
         page_limit, skip = check_page(limit, page)
         query = ops.learning_filter(values, include_global=include_global)
         sort = ops.listing_sort(field, direction)
-        documents, total = yield from page_of(
+        documents, total = yield from page_of_plan(
             ops.LEARNINGS, query, sort, page_limit, skip, ops.WITHOUT_SEARCH_TEXT, count=True
         )
         return [learning_out(document) for document in documents], int(total or 0)
@@ -322,7 +322,7 @@ class LearningContract:
         check_owner("user_id", user_id)
         field, direction = sort_or_default(sort_by, sort_order, STATS_SORT_FIELDS, "last_learning_updated_at")
         page_limit, skip = check_page(limit, page)
-        result = yield from ops.learning_user_stats(
+        result = yield from ops.learning_user_stats_plan(
             learning_type, user_id, field, direction, page_limit, skip, self._names[ops.LEARNINGS]
         )
         return result

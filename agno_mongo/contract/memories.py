@@ -26,7 +26,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import memories as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.common import listing_sort, page_of
+from agno_mongo.ops.common import listing_sort, page_of_plan
 from agno_mongo.schema.memories import MemoryFields, memory_out
 
 MEMORY_SORT_FIELDS = {
@@ -127,7 +127,9 @@ class MemoryContract:
         field, direction = check_sort(sort_by, sort_order, MEMORY_SORT_FIELDS)
         sort = DEFAULT_ORDER if field is None else listing_sort(field, direction, id_field="memory_id")
         page_limit, skip = check_page(limit, page)
-        documents, total = yield from page_of(ops.MEMORIES, query, sort, page_limit, skip, None, count=not deserialize)
+        documents, total = yield from page_of_plan(
+            ops.MEMORIES, query, sort, page_limit, skip, None, count=not deserialize
+        )
         if deserialize:
             return [memory_out(document, True) for document in documents]
         return [memory_out(document, False) for document in documents], total
@@ -141,7 +143,7 @@ class MemoryContract:
         """
         check_owner("user_id", user_id)
         page_limit, skip = check_page(limit, page)
-        result = yield from ops.memory_stats(user_id, page_limit, skip, self._names[ops.MEMORIES])
+        result = yield from ops.memory_stats_plan(user_id, page_limit, skip, self._names[ops.MEMORIES])
         return result
 
     def get_all_memory_topics(self, user_id: str | None = None) -> Plan[list[str]]:

@@ -39,7 +39,7 @@ from agno_mongo.contract.checks import (
 from agno_mongo.errors import CorruptDocumentError, InvalidInputError
 from agno_mongo.ops import schedules as ops
 from agno_mongo.ops.command import Plan, Written
-from agno_mongo.ops.common import page_of
+from agno_mongo.ops.common import page_of_plan
 from agno_mongo.schema.schedules import (
     check_provenance,
     check_run_changes,
@@ -120,7 +120,7 @@ class ScheduleContract:
             if page_limit == 0:
                 empty_total: int = yield ops.count(ops.SCHEDULES, query)
                 return [], empty_total
-            documents, total = yield from page_of(
+            documents, total = yield from page_of_plan(
                 ops.SCHEDULES, query, ops.NEWEST_FIRST, page_limit, skip, None, count=True
             )
             assert total is not None  # count=True always answers a total
@@ -283,6 +283,8 @@ class ScheduleContract:
         if page_limit == 0:
             empty_total: int = yield ops.count(ops.RUNS, query)
             return [], empty_total
-        documents, total = yield from page_of(ops.RUNS, query, ops.NEWEST_FIRST, page_limit, skip, None, count=True)
+        documents, total = yield from page_of_plan(
+            ops.RUNS, query, ops.NEWEST_FIRST, page_limit, skip, None, count=True
+        )
         assert total is not None  # count=True always answers a total
         return [run_row(document) for document in documents], total

@@ -14,7 +14,7 @@ from agno_mongo.contract.checks import check_id, check_int, check_owner, check_s
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import service_accounts as ops
 from agno_mongo.ops.command import Plan
-from agno_mongo.ops.common import page_of
+from agno_mongo.ops.common import page_of_plan
 from agno_mongo.ops.service_accounts import ServiceAccountConflictError
 from agno_mongo.schema.service_accounts import ServiceAccountFields, service_account_row
 
@@ -127,7 +127,7 @@ class ServiceAccountContract:
         if checked_limit == 0:  # SQL's LIMIT 0: no rows, but the total
             total: int = yield ops.count(query)
             return [], total
-        documents, counted = yield from page_of(
+        documents, counted = yield from page_of_plan(
             ops.SERVICE_ACCOUNTS, query, ops.tie_broken(field, direction), checked_limit, skip, None, count=True
         )
         return [service_account_row(document) for document in documents], int(counted or 0)

@@ -35,7 +35,7 @@ from agno_mongo.ops import runs as run_ops
 from agno_mongo.ops import sessions as ops
 from agno_mongo.ops import transcripts as transcript_ops
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.common import listing_sort, page_of, scope_filter
+from agno_mongo.ops.common import listing_sort, page_of_plan, scope_filter
 from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import decode_run, encode_run
 from agno_mongo.schema.session import SessionDocument, SessionFields, run_to_dict
@@ -135,7 +135,7 @@ def read_whole_session(cache: SessionCache, session_id: str, user_id: str | None
     for _ in range(3):
         base = cache.base(session_id) if cache.enabled else None
         markers = None if base is None else (base.rev, base.inc, base.shape)
-        answer, delta = yield from ops.cached_session(session_id, user_id, markers)
+        answer, delta = yield from ops.cached_session_plan(session_id, user_id, markers)
         if answer is None:
             return None
         if not delta:
@@ -145,7 +145,7 @@ def read_whole_session(cache: SessionCache, session_id: str, user_id: str | None
         if merged is not None:
             return merged
     cache.drop(session_id)  # other threads of this instance keep replacing it: read it whole
-    return (yield from ops.whole_session({"_id": session_id, **scope_filter(user_id)}))
+    return (yield from ops.whole_session_plan({"_id": session_id, **scope_filter(user_id)}))
 
 
 class SessionContract:
@@ -213,7 +213,7 @@ class SessionContract:
         if runs_limit is None:
             document = yield from read_whole_session(self._session_cache, session_id, user_id)
         else:
-            document = yield from ops.get_session(session_id, user_id, runs_limit)
+            document = yield from ops.get_session_plan(session_id, user_id, runs_limit)
         return None if document is None else session_out(document, kind, deserialize)
 
     def get_sessions(
@@ -245,11 +245,11 @@ class SessionContract:
         sort = listing_sort(field or "created_at", direction)
         page_limit, skip = check_page(limit, page)
         projection = ops.INTERNAL if include_runs else {"runs": False, "spilled": False, **ops.INTERNAL}
-        documents, total = yield from page_of(
+        documents, total = yield from page_of_plan(
             ops.SESSIONS, query, sort, page_limit, skip, projection, count=not deserialize
         )
         if include_runs:
-            documents = yield from ops.attach_overflow(documents)
+            documents = yield from ops.attach_overflow_plan(documents)
         if deserialize:
             return [session_out(document, kind, True) for document in documents]
         return [session_out(document, kind, False) for document in documents], total
@@ -274,14 +274,14 @@ class SessionContract:
         name = check_str("session_name", session_name)
         document = yield from ops.rename_session_plan(session_id, user_id, kind, name, now())
         if document is not None and document.get("spilled"):
-            document = yield from ops.whole_session({"_id": session_id, **scope_filter(user_id)})
+            document = yield from ops.whole_session_plan({"_id": session_id, **scope_filter(user_id)})
         return None if document is None else session_out(document, kind, deserialize)
 
     def delete_session(self, session_id: str, user_id: str | None = None) -> Plan[bool]:
         """Delete one session with its runs, atomically (they are one document)."""
         check_id("session_id", session_id)
         check_owner("user_id", user_id)
-        deleted, cascade = yield from ops.delete_sessions([session_id], user_id)
+        deleted, cascade = yield from ops.delete_sessions_plan([session_id], user_id)
         self._session_cache.drop(session_id)
         yield from _delete_records_of(cascade)
         return bool(deleted)
@@ -291,7 +291,7 @@ class SessionContract:
         ids = check_ids("session_ids", session_ids)
         check_owner("user_id", user_id)
         if ids:
-            _, cascade = yield from ops.delete_sessions(ids, user_id)
+            _, cascade = yield from ops.delete_sessions_plan(ids, user_id)
             for session_id in ids:
                 self._session_cache.drop(session_id)
             yield from _delete_records_of(cascade)
@@ -302,7 +302,7 @@ class SessionContract:
         check_id("session_id", session_id)
         check_id("previous_user_id", previous_user_id)
         check_owner("user_id", user_id)
-        changed = yield from ops.reassign_session_owner(session_id, previous_user_id, user_id, now())
+        changed = yield from ops.reassign_session_owner_plan(session_id, previous_user_id, user_id, now())
         return changed
 
     def delete_orphaned_overflow(self, older_than_seconds: int = ops.ORPHAN_GRACE_SECONDS) -> Plan[int]:
@@ -316,7 +316,7 @@ class SessionContract:
         grace = check_int("older_than_seconds", older_than_seconds, minimum=0)
         if grace is None:
             grace = ops.ORPHAN_GRACE_SECONDS
-        deleted = yield from ops.delete_orphaned_overflow(now(), grace)
+        deleted = yield from ops.delete_orphaned_overflow_plan(now(), grace)
         return deleted
 
     # --- runs -------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ class SessionContract:
     def get_run(self, run_id: str, deserialize: bool | None = True) -> Plan[Any]:
         """One run by id, from whichever session holds it."""
         check_id("run_id", run_id)
-        document = yield from run_ops.get_run(run_id)
+        document = yield from run_ops.get_run_plan(run_id)
         if not document or not document.get("runs"):
             return None
         with reading(ops.SESSIONS, document):
@@ -418,14 +418,14 @@ class SessionContract:
     def delete_run(self, run_id: str) -> Plan[bool]:
         """Remove one run from its session."""
         check_id("run_id", run_id)
-        deleted = yield from run_ops.delete_runs([run_id], now())
+        deleted = yield from run_ops.delete_runs_plan([run_id], now())
         return bool(deleted)
 
     def delete_runs(self, run_ids: list[str]) -> Plan[None]:
         """Remove runs from whichever sessions hold them."""
         ids = check_ids("run_ids", run_ids)
         if ids:
-            yield from run_ops.delete_runs(ids, now())
+            yield from run_ops.delete_runs_plan(ids, now())
         return None
 
     def cancel_pending_run(

@@ -25,7 +25,7 @@ from agno.utils.dttm import parse_datetime_utc
 from agno_mongo.contract.checks import check_id, check_int, check_owner, check_skip, check_str
 from agno_mongo.errors import InvalidInputError
 from agno_mongo.ops import traces as ops
-from agno_mongo.ops.aggregations import page_with_total
+from agno_mongo.ops.aggregations import page_with_total_plan
 from agno_mongo.ops.command import Plan
 from agno_mongo.schema.traces import SpanFields, TraceFields, as_utc, span_out, trace_out
 
@@ -159,7 +159,9 @@ class TraceContract:
             filter_expr_query(filter_expr),
         )
         size, skip = trace_page(limit, page, DEFAULT_TRACES_PAGE)
-        documents, total = yield from ops.traces_page(query, size, skip, self._names["spans"], self._names["traces"])
+        documents, total = yield from ops.traces_page_plan(
+            query, size, skip, self._names["spans"], self._names["traces"]
+        )
         return [trace_out(document) for document in documents], total
 
     def get_trace_stats(
@@ -200,7 +202,7 @@ class TraceContract:
         )
         size, skip = trace_page(limit, page, DEFAULT_TRACES_PAGE)
         pipeline, groups = ops.stats_pipeline(query, group_by)
-        rows, total = yield from page_with_total(ops.TRACES, self._names["traces"], pipeline, groups, skip, size)
+        rows, total = yield from page_with_total_plan(ops.TRACES, self._names["traces"], pipeline, groups, skip, size)
         return [stats_row(row, group_by) for row in rows], total
 
     # --- spans ----------------------------------------------------------------------------

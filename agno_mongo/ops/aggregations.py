@@ -68,7 +68,7 @@ def count_plan(collection: str, counting: list[dict[str, Any]]) -> Plan[int]:
     return int(counted[0][TOTAL]) if counted else 0
 
 
-def page_with_total(
+def page_with_total_plan(
     collection: str,
     collection_name: str,
     pipeline: list[dict[str, Any]],

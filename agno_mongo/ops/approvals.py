@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import DUPLICATE_KEY
-from agno_mongo.ops.owned import create_upsert
+from agno_mongo.ops.owned import create_upsert_plan
 from agno_mongo.schema.approvals import FREE_FORM, SCHEMA_VERSION
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 
@@ -127,7 +127,9 @@ def create_approval_plan(document: dict[str, Any]) -> Plan[None]:
     The filter is equality on ``_id`` alone, so MongoDB 4.4+ retries a create race's duplicate key by
     itself; on a server that does not, the resend (bounded) matches the stored approval and answers it.
     """
-    before: dict[str, Any] | None = yield from create_upsert(create_approval(document), f"approval {document['_id']!r}")
+    before: dict[str, Any] | None = yield from create_upsert_plan(
+        create_approval(document), f"approval {document['_id']!r}"
+    )
     if before is not None and document[OPS][0] not in (before.get(OPS) or []):
         raise DuplicateKeyError(f"approval {document['_id']!r} already exists", DUPLICATE_KEY)
     return None

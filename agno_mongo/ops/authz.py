@@ -83,7 +83,7 @@ def seq() -> int:
     return time.time_ns()
 
 
-def upsert(command: Command) -> Plan[Any]:
+def upsert_plan(command: Command) -> Plan[Any]:
     """Send an upsert on ``_id``; a duplicate key (a concurrent create of the same new id, which
     MongoDB does not retry itself on every version) sends it again, where it now matches."""
     for round_number in range(CREATE_RACE_ROUNDS):
@@ -241,13 +241,15 @@ def delete_role_plan(role: str) -> Plan[None]:
 # --- role metadata and users -------------------------------------------------------------------------------
 
 
-def set_or_create(
+def set_or_create_plan(
     collection: str, key: str, to_set: Mapping[str, Any], on_insert: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> Plan[None]:
     """One upsert: ``$set`` ``to_set`` on the document ``key``, created if absent with ``on_insert``
     and ``_seq`` (``$setOnInsert``). ``extra`` holds further operators (the codec marker's ``$unset``)."""
     update: dict[str, Any] = {**extra, "$set": dict(to_set), "$setOnInsert": {**on_insert, SEQ: seq()}}
-    yield from upsert(Command(collection, "update_one", {"filter": {"_id": key}, "update": update, "upsert": True}))
+    yield from upsert_plan(
+        Command(collection, "update_one", {"filter": {"_id": key}, "update": update, "upsert": True})
+    )
     return None
 
 

@@ -50,7 +50,7 @@ def listing_sort(field: str, direction: int, *, id_field: str = "session_id") ->
     return [(field, direction), ("_id", direction)]
 
 
-def page_of(
+def page_of_plan(
     collection: str,
     query: dict[str, Any],
     sort: list[tuple[str, int]],

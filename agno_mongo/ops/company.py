@@ -37,7 +37,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from agno_mongo.ops import command
 from agno_mongo.ops.command import Command, Plan, ReplyLost, Written, backoff
 from agno_mongo.ops.common import DUPLICATE_KEY
-from agno_mongo.ops.owned import create_upsert
+from agno_mongo.ops.owned import create_upsert_plan
 from agno_mongo.schema.codec import MARKER, encode_fields, encode_free_form
 from agno_mongo.schema.company import (
     ACTIVITY,
@@ -229,7 +229,7 @@ def accepted(routine_id: str, policy: str) -> dict[str, Any]:
     }
 
 
-def acceptance_count(routine_id: str, policy: str, tasks: dict[str, Any], projects: dict[str, Any]) -> Plan[int]:
+def acceptance_count_plan(routine_id: str, policy: str, tasks: dict[str, Any], projects: dict[str, Any]) -> Plan[int]:
     """Tasks of the routine (``tasks`` further filters them) plus Projects (``projects``) that spent
     the routine's acceptance budget: two counts."""
     in_tasks: int = yield Command(
@@ -291,7 +291,7 @@ def create_plan(role: str, document: dict[str, Any], what: str) -> Plan[None]:
             "return_document": ReturnDocument.BEFORE,
         },
     )
-    before: dict[str, Any] | None = yield from create_upsert(command, f"{what} {document['_id']!r}")
+    before: dict[str, Any] | None = yield from create_upsert_plan(command, f"{what} {document['_id']!r}")
     if before is not None and document[OPS][0] not in (before.get(OPS) or []):
         raise DuplicateKeyError(f"{what} {document['_id']!r} already exists", DUPLICATE_KEY)
     return None
@@ -332,7 +332,7 @@ def atomically(steps: Callable[[], Generator[Any, Any, Any]], what: str) -> Plan
     return command.atomically(steps, what, (PRODUCTS, PROJECTS, TASKS, SOURCES))
 
 
-def lock_product(product_id: str) -> Plan[None]:
+def lock_product_plan(product_id: str) -> Plan[None]:
     """agno's ``lock_product`` inside a transaction: bump the active Product's ``_rev`` (so every other
     hierarchy transaction on it conflicts), or ``ValueError`` if it is missing or archived."""
     result: Written = yield Command(
@@ -342,7 +342,7 @@ def lock_product(product_id: str) -> Plan[None]:
         raise ValueError("Product is missing or archived")
 
 
-def require_project(project_id: str | None, product_id: str, task_status: str | None = None) -> Plan[None]:
+def require_project_plan(project_id: str | None, product_id: str, task_status: str | None = None) -> Plan[None]:
     """agno's ``require_project``: the Project exists, is active, is in the Product and (for open work)
     is not finished."""
     if project_id is None:
@@ -356,19 +356,19 @@ def require_project(project_id: str | None, product_id: str, task_status: str | 
         raise ValueError("Cannot add open work to a completed or cancelled Project")
 
 
-def lock_child(kind: str, record_id: str) -> Plan[dict[str, Any] | None]:
+def lock_child_plan(kind: str, record_id: str) -> Plan[dict[str, Any] | None]:
     """agno's ``lock_child``: lock the record's Product (and check a Task's Project); the stored
     record, or ``None`` (and no lock) when there is none."""
     document = yield by_id(ROLES[kind], record_id)
     if document is None:
         return None
-    yield from lock_product(document["product_id"])
+    yield from lock_product_plan(document["product_id"])
     if kind == "tasks":
-        yield from require_project(document.get("project_id"), document["product_id"])
+        yield from require_project_plan(document.get("project_id"), document["product_id"])
     return document  # type: ignore[no-any-return]
 
 
-def explain_miss(kind: str, record_id: str) -> Plan[None]:
+def explain_miss_plan(kind: str, record_id: str) -> Plan[None]:
     """After a single-document write matched nothing: raise what agno's ``lock_child`` would have
     (the record's Product, or a Task's Project, missing or archived), else return."""
     document = yield by_id(ROLES[kind], record_id)
@@ -378,10 +378,10 @@ def explain_miss(kind: str, record_id: str) -> Plan[None]:
     if product is None or product.get("deleted_at") is not None:
         raise ValueError("Product is missing or archived")
     if kind == "tasks":
-        yield from require_project(document.get("project_id"), document["product_id"])
+        yield from require_project_plan(document.get("project_id"), document["product_id"])
 
 
-def refuse_open_tasks(query: dict[str, Any]) -> Plan[None]:
+def refuse_open_tasks_plan(query: dict[str, Any]) -> Plan[None]:
     """agno's ``_refuse_open_tasks``: ``ValueError`` listing active Tasks (archived ones too) by id."""
     rows = yield Command(
         TASKS,
@@ -406,7 +406,7 @@ def archive_children(role: str, query: dict[str, Any], parent: dict[str, str], w
     )
 
 
-def restore_children(kind: str, query: dict[str, Any], parent: dict[str, str], when: int) -> Plan[None]:
+def restore_children_plan(kind: str, query: dict[str, Any], parent: dict[str, str], when: int) -> Plan[None]:
     """Restore exactly the archived children whose last event is an archive by ``parent`` (compared
     in Python, after decoding: never as BSON subdocuments)."""
     role = ROLES[kind]
@@ -430,7 +430,7 @@ def flag(role: str, query: dict[str, Any], field: str, value: bool) -> Command:
     return Command(role, "update_many", {"filter": query, "update": {"$set": {field: value}}})
 
 
-def archive_product(product_id: str, user_id: str | None) -> Plan[bool]:
+def archive_product_plan(product_id: str, user_id: str | None) -> Plan[bool]:
     """agno's ``archive_product`` (inside a transaction): archive the Product, refuse active Tasks,
     archive its active Projects and Tasks with provenance, and hide every child."""
     query: dict[str, Any] = {"_id": product_id, "deleted_at": None}
@@ -448,7 +448,7 @@ def archive_product(product_id: str, user_id: str | None) -> Plan[bool]:
     )
     if product is None:
         return False
-    yield from refuse_open_tasks({"product_id": product_id})
+    yield from refuse_open_tasks_plan({"product_id": product_id})
     parent = {"type": "product", "id": product_id}
     yield archive_children(PROJECTS, {"product_id": product_id}, parent, when)
     yield archive_children(TASKS, {"product_id": product_id}, parent, when)
@@ -457,7 +457,7 @@ def archive_product(product_id: str, user_id: str | None) -> Plan[bool]:
     return True
 
 
-def restore_product(product_id: str, user_id: str | None) -> Plan[dict[str, Any] | None]:
+def restore_product_plan(product_id: str, user_id: str | None) -> Plan[dict[str, Any] | None]:
     """agno's ``restore_product`` (inside a transaction): the Product after, or ``None``."""
     query: dict[str, Any] = {"_id": product_id, "deleted_at": {"$ne": None}}
     if user_id is not None:
@@ -477,14 +477,14 @@ def restore_product(product_id: str, user_id: str | None) -> Plan[dict[str, Any]
     parent = {"type": "product", "id": product_id}
     for role in (PROJECTS, TASKS, SOURCES):
         yield flag(role, {"product_id": product_id}, PRODUCT_ARCHIVED, False)
-    yield from restore_children("projects", {"product_id": product_id}, parent, when)
-    yield from restore_children("tasks", {"product_id": product_id}, parent, when)
+    yield from restore_children_plan("projects", {"product_id": product_id}, parent, when)
+    yield from restore_children_plan("tasks", {"product_id": product_id}, parent, when)
     return product  # type: ignore[no-any-return]
 
 
-def archive_project(project_id: str, user_id: str | None, updated_before: int | None) -> Plan[bool]:
+def archive_project_plan(project_id: str, user_id: str | None, updated_before: int | None) -> Plan[bool]:
     """agno's ``archive_project`` (inside a transaction)."""
-    yield from lock_child("projects", project_id)
+    yield from lock_child_plan("projects", project_id)
     query: dict[str, Any] = {"_id": project_id, "deleted_at": None}
     if user_id is not None:
         query["user_id"] = user_id
@@ -493,7 +493,7 @@ def archive_project(project_id: str, user_id: str | None, updated_before: int | 
     project = yield Command(PROJECTS, "find_one", {"filter": query, "projection": {"_id": True}})
     if project is None:
         return False
-    yield from refuse_open_tasks({"project_id": project_id})
+    yield from refuse_open_tasks_plan({"project_id": project_id})
     if updated_before is not None:
         still_open = yield Command(
             TASKS,
@@ -514,9 +514,9 @@ def archive_project(project_id: str, user_id: str | None, updated_before: int | 
     return True
 
 
-def restore_project(project_id: str, user_id: str | None) -> Plan[dict[str, Any] | None]:
+def restore_project_plan(project_id: str, user_id: str | None) -> Plan[dict[str, Any] | None]:
     """agno's ``restore_project`` (inside a transaction): the Project after, or ``None``."""
-    yield from lock_child("projects", project_id)
+    yield from lock_child_plan("projects", project_id)
     query: dict[str, Any] = {"_id": project_id, "deleted_at": {"$ne": None}}
     if user_id is not None:
         query["user_id"] = user_id
@@ -534,7 +534,7 @@ def restore_project(project_id: str, user_id: str | None) -> Plan[dict[str, Any]
         },
     )
     yield flag(TASKS, {"project_id": project_id}, PROJECT_ARCHIVED, False)
-    yield from restore_children("tasks", {"project_id": project_id}, {"type": "project", "id": project_id}, when)
+    yield from restore_children_plan("tasks", {"project_id": project_id}, {"type": "project", "id": project_id}, when)
     return restored  # type: ignore[no-any-return]
 
 

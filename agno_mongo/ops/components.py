@@ -159,17 +159,17 @@ def highest_version(component_id: str) -> Command:
     )
 
 
-def read_component(component_id: str, **conditions: Any) -> Plan[ComponentDocument | None]:
+def read_component_plan(component_id: str, **conditions: Any) -> Plan[ComponentDocument | None]:
     document: dict[str, Any] | None = yield find_component(component_id, **conditions)
     return None if document is None else component_of(document)
 
 
-def read_config(component_id: str, version: int, **conditions: Any) -> Plan[ConfigDocument | None]:
+def read_config_plan(component_id: str, version: int, **conditions: Any) -> Plan[ConfigDocument | None]:
     document: dict[str, Any] | None = yield find_config(component_id, version, **conditions)
     return None if document is None else config_of(document)
 
 
-def touch(component_ids: Iterable[str]) -> Plan[None]:
+def touch_plan(component_ids: Iterable[str]) -> Plan[None]:
     """Write ``_guard`` on each existing component: a concurrent transaction that writes one of
     them (an archive, a pointer move, a link) now conflicts with this one."""
     ids = sorted(set(component_ids))
@@ -177,7 +177,7 @@ def touch(component_ids: Iterable[str]) -> Plan[None]:
         yield Command(COMPONENTS, "update_many", {"filter": {"_id": {"$in": ids}}, "update": {"$inc": {GUARD: 1}}})
 
 
-def dependents(
+def dependents_plan(
     component_id: str,
     version: int | None,
     *,
@@ -217,9 +217,11 @@ def dependents(
     return answer
 
 
-def refuse_if_dependents(component_id: str, *, active_parents_only: bool, parent_user_id: str | None) -> Plan[None]:
+def refuse_if_dependents_plan(
+    component_id: str, *, active_parents_only: bool, parent_user_id: str | None
+) -> Plan[None]:
     """``ComponentDependencyError`` when another component pins this one (agno's wording)."""
-    found = yield from dependents(
+    found = yield from dependents_plan(
         component_id, None, active_parents_only=active_parents_only, parent_user_id=parent_user_id
     )
     if found:
@@ -227,7 +229,7 @@ def refuse_if_dependents(component_id: str, *, active_parents_only: bool, parent
         raise ComponentDependencyError(f"Cannot delete {component_id}: referenced by {', '.join(parents)}")
 
 
-def validate_links(parent_component_id: str, links: list[dict[str, Any]]) -> Plan[None]:
+def validate_links_plan(parent_component_id: str, links: list[dict[str, Any]]) -> Plan[None]:
     """Children exist or are code-defined (no row), are not archived, and close no cycle.
 
     agno's ``_validate_links_in_session``: the cycle walk follows every stored link (any version)
@@ -265,10 +267,10 @@ def validate_links(parent_component_id: str, links: list[dict[str, Any]]) -> Pla
                     )
                 if isinstance(following, str) and following not in visited:
                     frontier.append(following)
-    yield from touch({parent_component_id} | visited)
+    yield from touch_plan({parent_component_id} | visited)
 
 
-def refuse_archived_pins(component_id: str, version: int, links: list[dict[str, Any]], mode: str) -> Plan[None]:
+def refuse_archived_pins_plan(component_id: str, version: int, links: list[dict[str, Any]], mode: str) -> Plan[None]:
     """The pinned children (``PIN_LINK_KINDS``) of a version going live must be live themselves.
 
     ``mode`` is ``"create"`` / ``"publish"`` (each pinned child version must also be published:
@@ -292,7 +294,7 @@ def refuse_archived_pins(component_id: str, version: int, links: list[dict[str, 
     else:
         for link in pinned:
             kind, child, child_version = link["link_kind"], link["child_component_id"], link["child_version"]
-            found = yield from read_config(child, child_version)
+            found = yield from read_config_plan(child, child_version)
             child_stage = None if found is None else found.stage
             if child_stage != "published":
                 start = f"publish {component_id} v{version}"
@@ -306,7 +308,7 @@ def refuse_archived_pins(component_id: str, version: int, links: list[dict[str, 
                 raise ComponentDependencyError(
                     f"Cannot publish {component_id} v{version}: pinned {kind} '{child}' is archived; restore it first."
                 )
-    yield from touch(child_ids)
+    yield from touch_plan(child_ids)
 
 
 # --- documents -----------------------------------------------------------------------------------
@@ -400,7 +402,7 @@ def upsert_component_plan(
     filtered on live and owned). The stored document after the write."""
     write_token = token()
     for _ in range(4):
-        existing = yield from read_component(component_id)
+        existing = yield from read_component_plan(component_id)
         if existing is None:
             if component_type is None:
                 raise ValueError("component_type is required when creating a new component")
@@ -451,7 +453,7 @@ def upsert_component_plan(
         if current_version is not None:
             # A published version stays published (configs are immutable once published and never
             # tombstoned), so this check cannot be overtaken; the update re-asserts liveness.
-            target = yield from read_config(component_id, current_version)
+            target = yield from read_config_plan(component_id, current_version)
             stage = None if target is None else target.stage
             if stage == DELETED_CONFIG_STAGE:
                 raise ValueError(f"Cannot set deleted config {component_id} v{current_version} as current")
@@ -503,9 +505,9 @@ def create_with_config_steps(
     if existing is not None:
         raise ValueError(f"Component ID {component_id} is not available")
     if links:
-        yield from validate_links(component_id, links)
+        yield from validate_links_plan(component_id, links)
         if stage == "published":
-            yield from refuse_archived_pins(component_id, 1, links, "create")
+            yield from refuse_archived_pins_plan(component_id, 1, links, "create")
     published = stage == "published"
     component = component_document({**columns, "current_version": 1 if published else None}, 1, token())
     configuration = config_document(
@@ -565,7 +567,7 @@ def upsert_config_steps(
 ) -> Plan[dict[str, Any]]:
     """One transaction: append (``version=None``) or edit a draft, replace its links, and on publish
     move the live pointer and re-project the config's identity onto the component."""
-    component = yield from read_component(component_id)
+    component = yield from read_component_plan(component_id)
     if component is None or (user_id is not None and component.user_id != user_id):
         raise ValueError(f"Component {component_id} not found")
     if component.deleted_at is not None:
@@ -580,7 +582,7 @@ def upsert_config_steps(
             )
 
     if links:
-        yield from validate_links(component_id, links)
+        yield from validate_links_plan(component_id, links)
 
     if label is not None:
         query: dict[str, Any] = {**visible_configs(component_id), "label": label}
@@ -625,7 +627,7 @@ def upsert_config_steps(
         published_config = config
         version_links = stored_links or []
     else:
-        existing = yield from read_config(component_id, version)
+        existing = yield from read_config_plan(component_id, version)
         if existing is None or existing.stage == DELETED_CONFIG_STAGE:
             raise ValueError(f"Config {component_id} v{version} not found")
         if existing.stage == "published":
@@ -662,7 +664,7 @@ def upsert_config_steps(
         version_links = stored_links if stored_links is not None else [link.model_dump() for link in existing.links]
 
     if final_stage == "published":
-        yield from refuse_archived_pins(component_id, final_version, version_links, "publish")
+        yield from refuse_archived_pins_plan(component_id, final_version, version_links, "publish")
         projection: dict[str, Any] = {"current_version": final_version, "updated_at": now}
         if isinstance(published_config, dict):
             projection.update(project_config_identity(published_config))
@@ -673,7 +675,7 @@ def upsert_config_steps(
             COMPONENTS, "update_one", {"filter": pointer, "update": set_update(projection, COMPONENT_FREE_FORM)}
         )
         if not moved.matched_count:
-            still = yield from read_component(component_id, deleted_at=None)
+            still = yield from read_component_plan(component_id, deleted_at=None)
             if still is None:
                 raise archived_error(component_id)
             raise ComponentVersionConflictError(
@@ -700,12 +702,12 @@ def upsert_config_plan(
 
 def delete_config_steps(component_id: str, version: int, user_id: str | None, now: int) -> Plan[bool]:
     """One transaction: tombstone a draft version (number kept, label and links dropped)."""
-    component = yield from read_component(component_id)
+    component = yield from read_component_plan(component_id)
     if user_id is not None and (component is None or component.user_id != user_id):
         return False
     if component is not None and component.deleted_at is not None:
         raise archived_error(component_id)
-    target = yield from read_config(component_id, version)
+    target = yield from read_config_plan(component_id, version)
     if target is None or target.stage == DELETED_CONFIG_STAGE:
         return False
     if target.stage == "published":
@@ -717,7 +719,7 @@ def delete_config_steps(component_id: str, version: int, user_id: str | None, no
     visible: int = yield Command(CONFIGS, "count_documents", {"filter": visible_configs(component_id)})
     if visible <= 1:
         raise ComponentLastConfigError(f"Cannot delete the last visible config of {component_id}")
-    pins = yield from dependents(component_id, version, active_parents_only=False)
+    pins = yield from dependents_plan(component_id, version, active_parents_only=False)
     pinning = sorted({link["parent_component_id"] for link in pins})
     if pinning:
         # A pin is released only by proof that the parent is archived (a tombstoned parent version
@@ -739,7 +741,7 @@ def delete_config_steps(component_id: str, version: int, user_id: str | None, no
     )
     if not result.matched_count:
         return False
-    yield from touch([component_id])
+    yield from touch_plan([component_id])
     return True
 
 
@@ -750,10 +752,10 @@ def set_current_steps(
     component_id: str, version: int, expected_current_version: int | None, user_id: str | None, now: int
 ) -> Plan[bool]:
     """One transaction: move the live pointer to a published version whose pins are all live."""
-    component = yield from read_component(component_id, deleted_at=None)
+    component = yield from read_component_plan(component_id, deleted_at=None)
     if component is None or (user_id is not None and component.user_id != user_id):
         return False
-    target = yield from read_config(component_id, version)
+    target = yield from read_config_plan(component_id, version)
     if target is None:
         return False
     if target.stage != "published":
@@ -778,14 +780,14 @@ def set_current_steps(
         {"filter": query, "update": {"$set": {"current_version": version, "updated_at": now}, "$inc": {GUARD: 1}}},
     )
     if not moved.matched_count:
-        still = yield from read_component(component_id, deleted_at=None)
+        still = yield from read_component_plan(component_id, deleted_at=None)
         if still is None or (user_id is not None and still.user_id != user_id):
             return False
         raise ComponentVersionConflictError(
             f"Component {component_id} current version changed; expected {expected_current_version}"
         )
     links = [link.model_dump() for link in target.links]
-    yield from refuse_archived_pins(component_id, version, links, "current")
+    yield from refuse_archived_pins_plan(component_id, version, links, "current")
     return True
 
 
@@ -802,13 +804,13 @@ def delete_component_steps(
 ) -> Plan[tuple[bool, int]]:
     """One transaction: archive (or remove) the component and disable every schedule aimed at it.
     ``(deleted, schedules disabled)``."""
-    component = yield from read_component(component_id)
+    component = yield from read_component_plan(component_id)
     if user_id is not None and (
         component is None or component.user_id != user_id or (not hard_delete and component.deleted_at is not None)
     ):
         return False, 0
     if require_no_dependents:
-        yield from refuse_if_dependents(component_id, active_parents_only=not hard_delete, parent_user_id=user_id)
+        yield from refuse_if_dependents_plan(component_id, active_parents_only=not hard_delete, parent_user_id=user_id)
     if component is None:
         return False, 0
     if expected_current_version is not None and not current_version_matches(
@@ -855,7 +857,7 @@ def delete_component_steps(
 
 def restore_component_steps(component_id: str, user_id: str | None, now: int) -> Plan[bool]:
     """One transaction: clear ``deleted_at``, refused if the live version pins an archived child."""
-    component = yield from read_component(component_id)
+    component = yield from read_component_plan(component_id)
     if component is None or (user_id is not None and component.user_id != user_id):
         return False
     query: dict[str, Any] = {"_id": component_id, "deleted_at": {"$ne": None}}
@@ -867,7 +869,7 @@ def restore_component_steps(component_id: str, user_id: str | None, now: int) ->
     if not result.matched_count:
         return False
     if component.current_version is not None:
-        live_version = yield from read_config(component_id, component.current_version)
+        live_version = yield from read_config_plan(component_id, component.current_version)
         if live_version is not None:
             pinned = sorted(
                 {link.child_component_id for link in live_version.links if link.link_kind in PIN_LINK_KINDS}
@@ -882,5 +884,5 @@ def restore_component_steps(component_id: str, user_id: str | None, now: int) ->
                         f"Cannot restore {component_id}: pinned child(ren) "
                         f"{', '.join(archived)} are archived. Restore them first."
                     )
-                yield from touch(pinned)
+                yield from touch_plan(pinned)
     return True

@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import DUPLICATE_KEY, scope_filter
-from agno_mongo.ops.owned import create_upsert
+from agno_mongo.ops.owned import create_upsert_plan
 from agno_mongo.schema.evals import SCHEMA_VERSION, EvalFields
 
 EVALS = "evals"
@@ -85,7 +85,7 @@ def create_eval_run_plan(fields: EvalFields, now: int) -> Plan[None]:
     answered by a resend (bounded), which now matches the stored run and is compared with it.
     """
     what = f"eval run {fields.run_id!r}"
-    before: dict[str, Any] | None = yield from create_upsert(create_eval_run(fields, now), what)
+    before: dict[str, Any] | None = yield from create_upsert_plan(create_eval_run(fields, now), what)
     if before is not None and not same_record(before, fields):
         raise DuplicateKeyError(f"eval run {fields.run_id!r} already exists with other contents", DUPLICATE_KEY)
     return None

@@ -9,7 +9,7 @@ Nothing here does I/O. A row's ``_id`` is its ``id``. The owner rules are agno's
   match, the upsert collides on ``_id``, and MongoDB refuses it with a duplicate key in the same
   round trip. Ownership never changes through an upsert (agno's ids already include the owner).
   A collision that is a lost create race (the winner has the same owner) is sent again, not
-  refused (see :func:`~agno_mongo.ops.owned.owner_checked_upsert`).
+  refused (see :func:`~agno_mongo.ops.owned.owner_checked_upsert_plan`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 
 from agno_mongo.ops.command import Command, Plan
-from agno_mongo.ops.owned import Owner, owner_checked_upsert
+from agno_mongo.ops.owned import Owner, owner_checked_upsert_plan
 from agno_mongo.schema.knowledge import SCHEMA_VERSION, KnowledgeFields
 
 KNOWLEDGE = "knowledge"
@@ -77,7 +77,9 @@ def upsert_knowledge_plan(fields: KnowledgeFields, now: int) -> Plan[bool]:
 
     One command, plus an owner read and a resend only after a collision on ``_id``.
     """
-    landed, _ = yield from owner_checked_upsert(upsert_knowledge(fields, now), fields.id, same_owner(fields.user_id))
+    landed, _ = yield from owner_checked_upsert_plan(
+        upsert_knowledge(fields, now), fields.id, same_owner(fields.user_id)
+    )
     return landed
 
 

@@ -4,7 +4,7 @@ Nothing here does I/O. A learning's ``_id`` is its ``learning_id``. ``upsert_lea
 owner check inside its filter, like sessions and memories: a record owned by another user does not
 match, the upsert collides on ``_id`` and MongoDB refuses it in the same round trip. A collision
 that is a lost create race (same owner, created first by another writer) is sent again, not refused
-(see :func:`~agno_mongo.ops.owned.owner_checked_upsert`).
+(see :func:`~agno_mongo.ops.owned.owner_checked_upsert_plan`).
 
 ``search_learnings`` matches a derived field, ``search_text`` (``content`` as agno's SQL stores'
 JSON text, lower-cased), that every write of ``content`` sets in the same command; rows written
@@ -23,8 +23,8 @@ from agno_mongo.ops import common
 from agno_mongo.ops.aggregations import aggregate
 from agno_mongo.ops.command import Command, Plan, Written
 from agno_mongo.ops.common import owner_filter
-from agno_mongo.ops.memories import stats_page, user_stats_pipeline
-from agno_mongo.ops.owned import may_write, owner_checked_upsert
+from agno_mongo.ops.memories import stats_page_plan, user_stats_pipeline
+from agno_mongo.ops.owned import may_write, owner_checked_upsert_plan
 from agno_mongo.schema.base import reading
 from agno_mongo.schema.codec import MARKER, decode_fields
 from agno_mongo.schema.learnings import (
@@ -127,7 +127,7 @@ def upsert_learning_plan(fields: LearningFields, now: int) -> Plan[bool]:
 
     One command, plus an owner read and a resend only after a collision on ``_id``.
     """
-    landed, _ = yield from owner_checked_upsert(
+    landed, _ = yield from owner_checked_upsert_plan(
         upsert_learning(fields, now), fields.learning_id, may_write(fields.user_id)
     )
     return landed
@@ -177,7 +177,7 @@ def delete_user_learnings(user_id: str, learning_type: str | None) -> Command:
     return Command(LEARNINGS, "delete_many", {"filter": query})
 
 
-def learning_user_stats(
+def learning_user_stats_plan(
     learning_type: str | None,
     user_id: str | None,
     sort_field: str,
@@ -193,7 +193,7 @@ def learning_user_stats(
     key = "_id" if sort_field == "user_id" else sort_field
     sort = {key: direction} if key == "_id" else {key: direction, "_id": ASCENDING}
     pipeline = user_stats_pipeline(match, count_field=None, last_field="last_learning_updated_at", sort=sort)
-    rows, total = yield from stats_page(LEARNINGS, collection_name, pipeline, limit, skip)
+    rows, total = yield from stats_page_plan(LEARNINGS, collection_name, pipeline, limit, skip)
     return [{"user_id": row["_id"], "last_learning_updated_at": row["last_learning_updated_at"]} for row in rows], total
 
 
@@ -273,7 +273,7 @@ def stored_search_text(document: dict[str, Any]) -> str:
         return search_text(decode_fields(document).get("content"))
 
 
-def backfill_search_text(query: dict[str, Any]) -> Plan[int]:
+def backfill_search_text_plan(query: dict[str, Any]) -> Plan[int]:
     """Set the search text on every record in ``query``'s scope that has none (written before it
     existed); how many were set. Batches of one ``find`` and one unordered ``bulk_write``.
 
@@ -319,7 +319,7 @@ def search_learnings_plan(query: dict[str, Any], regex: str, limit: int | None) 
     documents: list[dict[str, Any]] = yield search_learnings(query, regex, limit)
     if not any(document.get(UNSEARCHED) for document in documents):
         return documents
-    yield from backfill_search_text(query)
+    yield from backfill_search_text_plan(query)
     documents = yield search_learnings(query, regex, limit)
     compiled = re.compile(regex, re.DOTALL)
     return [

@@ -19,10 +19,10 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
-from agno_mongo.ops.aggregations import aggregate, page_with_total
+from agno_mongo.ops.aggregations import aggregate, page_with_total_plan
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import owner_filter, scope_filter
-from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
+from agno_mongo.ops.owned import may_write, owner_checked_bulk_plan, owner_checked_upsert_plan
 from agno_mongo.schema.memories import SCHEMA_VERSION, MemoryFields
 
 MEMORIES = "memories"
@@ -71,7 +71,7 @@ def upsert_memory_plan(fields: MemoryFields, now: int) -> Plan[dict[str, Any] | 
 
     A lost create race (another writer created the same new id first) is written, not refused.
     """
-    landed, document = yield from owner_checked_upsert(
+    landed, document = yield from owner_checked_upsert_plan(
         upsert_memory(fields, now), fields.memory_id, may_write(fields.user_id)
     )
     return document if landed else None
@@ -110,7 +110,7 @@ def upsert_memories_plan(records: list[dict[str, Any]]) -> Plan[set[int]]:
     if not records:
         return set()
     return (
-        yield from owner_checked_bulk(
+        yield from owner_checked_bulk_plan(
             lambda indexes: bulk_upsert_memories([records[index] for index in indexes]),
             MEMORIES,
             [record["memory_id"] for record in records],
@@ -173,21 +173,21 @@ def user_stats_pipeline(
     return [{"$match": match}, {"$group": group}, {"$sort": sort}]
 
 
-def stats_page(
+def stats_page_plan(
     collection: str, collection_name: str, pipeline: list[dict[str, Any]], limit: int | None, skip: int
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """A page of grouped rows and the total number of groups, in ONE ``aggregate``.
 
     The page's rows come through the cursor, followed by the number of users (a ``$unionWith``
-    counting the groups; see :func:`~agno_mongo.ops.aggregations.page_with_total`); without a limit
+    counting the groups; see :func:`~agno_mongo.ops.aggregations.page_with_total_plan`); without a limit
     every group comes back and is the total. ``collection_name`` is ``collection``'s real name.
     """
     counting = [pipeline[0], {"$group": {"_id": "$user_id"}}]
-    result = yield from page_with_total(collection, collection_name, pipeline, counting, skip, limit)
+    result = yield from page_with_total_plan(collection, collection_name, pipeline, counting, skip, limit)
     return result
 
 
-def memory_stats(
+def memory_stats_plan(
     user_id: str | None, limit: int | None, skip: int, collection_name: str = MEMORIES
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """Per-user memory counts and last update, newest first, with the total number of users."""
@@ -198,7 +198,7 @@ def memory_stats(
         last_field="last_memory_updated_at",
         sort={"last_memory_updated_at": DESCENDING, "_id": ASCENDING},
     )
-    rows, total = yield from stats_page(MEMORIES, collection_name, pipeline, limit, skip)
+    rows, total = yield from stats_page_plan(MEMORIES, collection_name, pipeline, limit, skip)
     return [
         {
             "user_id": row["_id"],

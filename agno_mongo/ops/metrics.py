@@ -309,7 +309,7 @@ def bulk_upsert(records: list[MetricsFields]) -> Command:
     return Command(METRICS, "bulk_write", {"requests": requests, "ordered": False})
 
 
-def write_records(records: list[MetricsFields]) -> Plan[None]:
+def write_records_plan(records: list[MetricsFields]) -> Plan[None]:
     """The bulk upsert; records another calculation inserted at the same moment are sent once more.
 
     Two upserts of one new ``_id`` at once: one inserts, the other fails with a duplicate key
@@ -346,7 +346,7 @@ def calculate_metrics_plan(
         counts: list[dict[str, Any]] = yield aggregate(SESSIONS, overflow_pipeline(start, end, overflow_collection))
         add_overflow(records_totals, counts)
     records = [build_record(total, today, now, created) for total in records_totals]
-    yield from write_records(records)
+    yield from write_records_plan(records)
     return [record.to_agno_dict() for record in records]
 
 

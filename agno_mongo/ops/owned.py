@@ -29,7 +29,7 @@ Owner = Callable[[object], bool]
 """Whether a stored ``user_id`` (``None`` when null or absent) lets this write through its filter."""
 
 
-def create_upsert(command: Command, what: str) -> Plan[Any]:
+def create_upsert_plan(command: Command, what: str) -> Plan[Any]:
     """Send a create-only upsert filtered on ``_id`` alone; its reply (the document before, or None).
 
     A duplicate key is a lost create race (two inserts of one new id; MongoDB 4.4+ retries that by
@@ -59,7 +59,7 @@ def stored_owners(collection: str, doc_ids: list[str]) -> Command:
     return Command(collection, "find", {"filter": {"_id": {"$in": doc_ids}}, "projection": {"user_id": True}})
 
 
-def owner_checked_upsert(command: Command, doc_id: str, allowed: Owner) -> Plan[tuple[bool, Any]]:
+def owner_checked_upsert_plan(command: Command, doc_id: str, allowed: Owner) -> Plan[tuple[bool, Any]]:
     """Send an upsert filtered on ``_id`` plus an owner check: ``(True, result)`` once it has landed,
     ``(False, None)`` if the stored owner refuses it.
 
@@ -86,7 +86,7 @@ def owner_checked_upsert(command: Command, doc_id: str, allowed: Owner) -> Plan[
     )
 
 
-def owner_checked_bulk(
+def owner_checked_bulk_plan(
     bulk: Callable[[list[int]], Command], collection: str, ids: list[str], allowed: list[Owner]
 ) -> Plan[set[int]]:
     """Send ``bulk(indexes)`` (an unordered bulk of owner-checked upserts); the indexes refused.

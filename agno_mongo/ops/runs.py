@@ -21,7 +21,8 @@ plan reads the session once and either refuses (another owner), spills (copy the
 chunk, then one conditional update of the session that pulls exactly the copied versions and appends
 the entry), or rewrites an overflowed run (a new one-run chunk, then a compare-and-set of
 ``spilled`` on ``spill_rev``). A commit that does not match changes nothing and leaves only an
-unreferenced chunk, which is deleted (or collected later, see :func:`agno_mongo.ops.sessions.delete_orphaned_overflow`).
+unreferenced chunk, which is deleted (or collected later, see
+:func:`agno_mongo.ops.sessions.delete_orphaned_overflow_plan`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from agno_mongo.ops.sessions import (
     birth_fields,
     next_revision,
     reshaped,
-    stamped,
+    stamped_plan,
 )
 from agno_mongo.schema.base import SCHEMA_VERSION
 from agno_mongo.schema.codec import RUN_REV, WRITE_TOKEN
@@ -324,10 +325,10 @@ def upsert_run_plan(
             continue
         outcome: Outcome = "missed"
         if entry_of(state, run_id) is not None:
-            outcome = yield from rewrite_spilled(session_id, user_id, state, run_id, body, now, budget)
+            outcome = yield from rewrite_spilled_plan(session_id, user_id, state, run_id, body, now, budget)
         elif int(state.get("runs_bytes") or 0) + size > budget:
             carry = (run_id, body) if any(r.get("run_id") == run_id for r in state.get("runs") or []) else None
-            outcome = yield from spill(session_id, user_id, state, budget, now, pending=size, carry=carry)
+            outcome = yield from spill_plan(session_id, user_id, state, budget, now, pending=size, carry=carry)
         if outcome == "saved":
             return False
         if outcome == "missed":
@@ -356,11 +357,11 @@ def drop_chunk(chunk_id: str) -> Command:
     return Command(OVERFLOW, "delete_one", {"filter": {"_id": chunk_id}})
 
 
-def commit(filter_: dict[str, Any], update: dict[str, Any], chunk_id: str | None) -> Plan[bool]:
+def commit_plan(filter_: dict[str, Any], update: dict[str, Any], chunk_id: str | None) -> Plan[bool]:
     """Send an overflow commit once; after a lost reply, read whether it landed (it names ``chunk_id``).
 
     A definite "no match" deletes the unreferenced chunk. After a lost reply the chunk is left for
-    :func:`~agno_mongo.ops.sessions.delete_orphaned_overflow`: a command whose connection broke may
+    :func:`~agno_mongo.ops.sessions.delete_orphaned_overflow_plan`: a command whose connection broke may
     still be applied late, so the chunk is never deleted on a guess.
     """
     try:
@@ -379,7 +380,7 @@ def commit(filter_: dict[str, Any], update: dict[str, Any], chunk_id: str | None
     return False
 
 
-def spill(
+def spill_plan(
     session_id: str,
     user_id: str | None,
     state: dict[str, Any],
@@ -418,7 +419,7 @@ def spill(
         if not over:
             return "missed"  # it fits now: the session changed since the failed write
         recount = {"$inc": {"runs_bytes": -over, "spill_rev": 1}}  # the stored count ran over: correct it
-        return "progress" if (yield from commit(base, recount, None)) else "missed"
+        return "progress" if (yield from commit_plan(base, recount, None)) else "missed"
     carried = carry_body is not None and any(run.get("run_id") == carry_id for run in moved)
     chunk_runs: list[Any] = [carry_body if carried and run.get("run_id") == carry_id else run for run in moved]
     if carried and sum(bson_size(run) if isinstance(run, dict) else len(run.raw) for run in chunk_runs) > budget:
@@ -437,12 +438,12 @@ def spill(
         update["$set"]["updated_at"] = now
         update["$currentDate"] = {TOUCHED_AT: True}
     every_copy = {"runs": {"$all": [{"$elemMatch": pair} for pair in pairs]}}
-    if not (yield from commit({**base, **every_copy}, update, chunk_id)):
+    if not (yield from commit_plan({**base, **every_copy}, update, chunk_id)):
         return "missed"
     return "saved" if carried else "progress"
 
 
-def rewrite_spilled(
+def rewrite_spilled_plan(
     session_id: str,
     user_id: str | None,
     state: dict[str, Any],
@@ -472,7 +473,7 @@ def rewrite_spilled(
     rewritten = [*spilled[:index], *(piece for piece in pieces if piece["ids"]), *spilled[index + 1 :]]
     grown = bson_size({"spilled": rewritten}) - bson_size({"spilled": spilled})
     if int(state.get("runs_bytes") or 0) + grown > budget:
-        return (yield from spill(session_id, user_id, state, budget, now, pending=grown, carry=None))
+        return (yield from spill_plan(session_id, user_id, state, budget, now, pending=grown, carry=None))
     yield chunk_write(session_id, state.get("inc"), chunk_id, [body], now)
     filter_ = {"_id": session_id, "inc": state.get("inc"), "spill_rev": state.get("spill_rev"), **owner_filter(user_id)}
     update = {
@@ -480,10 +481,10 @@ def rewrite_spilled(
         "$inc": {"spill_rev": 1, "runs_bytes": grown, **BUMP},
         "$currentDate": {TOUCHED_AT: True},
     }
-    return "saved" if (yield from commit(filter_, update, chunk_id)) else "missed"
+    return "saved" if (yield from commit_plan(filter_, update, chunk_id)) else "missed"
 
 
-def get_run(run_id: str) -> Plan[dict[str, Any] | None]:
+def get_run_plan(run_id: str) -> Plan[dict[str, Any] | None]:
     """The session holding the run, with only that run: from its own ``runs`` or through its entry."""
     projection = {"runs": {"$elemMatch": {"run_id": run_id}}, "user_id": True, "session_type": True, "session_id": True}
     for _ in range(4):
@@ -512,14 +513,14 @@ def get_run(run_id: str) -> Plan[dict[str, Any] | None]:
     return None
 
 
-def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
+def delete_runs_plan(run_ids: list[str], now: int) -> Plan[int]:
     """Remove runs wherever they are (a session's ``runs``, or its overflow index): one command.
 
     Two unordered statements in one ``update``: pull from ``runs``, and pull the ids from every
     ``spilled`` entry (advancing ``spill_rev``, so an overflow commit computed before the delete
     misses instead of putting the run back). Multi-document updates: no shard key needed. The
     answer is the number of sessions changed; after a lost reply a token stamped on each changed
-    session tells (see :func:`agno_mongo.ops.sessions.stamped`).
+    session tells (see :func:`agno_mongo.ops.sessions.stamped_plan`).
     """
     selector: Any = run_ids[0] if len(run_ids) == 1 else {"$in": run_ids}
     token = new_token()
@@ -540,7 +541,7 @@ def delete_runs(run_ids: list[str], now: int) -> Plan[int]:
         ),
     ]
     command = Command(SESSIONS, "bulk_write", {"requests": requests, "ordered": False}, resend=False)
-    result = yield from stamped(command, token, {"_ops": token})
+    result = yield from stamped_plan(command, token, {"_ops": token})
     return 1 if result is True else result.modified_count
 
 
@@ -712,7 +713,7 @@ def cancel_pending_run_plan(
             {"filter": {**base, "runs": {"$elemMatch": match}, **sized}, "update": update},
             resend=False,
         )
-        result = yield from stamped(command, token, {"_id": session_id, "_ops": token})
+        result = yield from stamped_plan(command, token, {"_id": session_id, "_ops": token})
         if result is True or result.modified_count:
             return True
     return False

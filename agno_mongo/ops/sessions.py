@@ -22,7 +22,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from agno_mongo.errors import AgnoMongoError, InvalidInputError, WriteContentionError
 from agno_mongo.ops.command import Command, Plan, ReplyLost, Written
 from agno_mongo.ops.common import new_token, owner_filter, scope_filter
-from agno_mongo.ops.owned import may_write, owner_checked_bulk, owner_checked_upsert
+from agno_mongo.ops.owned import may_write, owner_checked_bulk_plan, owner_checked_upsert_plan
 from agno_mongo.schema.base import SCHEMA_VERSION
 from agno_mongo.schema.codec import RUN_REV
 from agno_mongo.schema.session import SessionFields
@@ -82,7 +82,7 @@ class MissingChunkError(AgnoMongoError):
         super().__init__(f"session {session_id!r} lists overflow chunk {chunk_id!r}, which does not exist")
 
 
-def stamped(command: Command, token: str, check: dict[str, Any]) -> Plan[Written | Literal[True]]:
+def stamped_plan(command: Command, token: str, check: dict[str, Any]) -> Plan[Written | Literal[True]]:
     """Send a command that stamps ``token`` into ``_ops`` and is not safe to resend blindly.
 
     Returns the command's result; after a lost reply, ``True`` if a document matching ``check``
@@ -206,7 +206,7 @@ def upsert_session_plan(fields: SessionFields, now: int) -> Plan[dict[str, Any] 
     A duplicate key is a refusal only if the stored owner is someone else: two writers creating the
     same new id at once also meet one (MongoDB retries that itself only for filters on ``_id`` alone).
     """
-    landed, document = yield from owner_checked_upsert(
+    landed, document = yield from owner_checked_upsert_plan(
         upsert_session(fields, now), fields.session_id, may_write(fields.user_id)
     )
     return document if landed else None
@@ -233,7 +233,7 @@ def upsert_sessions_plan(
     """
     if not items:
         return []
-    refused = yield from owner_checked_bulk(
+    refused = yield from owner_checked_bulk_plan(
         lambda indexes: bulk_upsert_sessions([items[i] for i in indexes], now, preserve_updated_at=preserve_updated_at),
         SESSIONS,
         [fields.session_id for fields in items],
@@ -274,7 +274,7 @@ def chunk_ids(documents: list[dict[str, Any]]) -> list[Any]:
     return list(dict.fromkeys(entry.get("c") for document in documents for entry in document.get("spilled") or []))
 
 
-def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]]]:
+def attach_overflow_plan(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]]]:
     """Put back the overflowed runs of the listed sessions that have any: one command for the page.
 
     A chunk can only be missing if it was collected after a rewrite made it unreferenced; that
@@ -290,7 +290,7 @@ def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]
     out = []
     for document in documents:
         if assemble(document, chunks) is not None:
-            fresh = yield from whole_session({"_id": document["_id"]})
+            fresh = yield from whole_session_plan({"_id": document["_id"]})
             if fresh is None:
                 continue
             document = fresh
@@ -298,7 +298,7 @@ def attach_overflow(documents: list[dict[str, Any]]) -> Plan[list[dict[str, Any]
     return out
 
 
-def whole_session(match: dict[str, Any], projection: dict[str, Any] = INTERNAL) -> Plan[dict[str, Any] | None]:
+def whole_session_plan(match: dict[str, Any], projection: dict[str, Any] = INTERNAL) -> Plan[dict[str, Any] | None]:
     """The session matching ``match`` with every run, overflowed ones included, as one consistent state.
 
     The session document is read first; the chunks it names never change, so they complete that
@@ -311,13 +311,13 @@ def whole_session(match: dict[str, Any], projection: dict[str, Any] = INTERNAL) 
         )
         if document is None:
             return None
-        missing = yield from with_overflow(document)
+        missing = yield from with_overflow_plan(document)
         if missing is None:
             return document
     raise MissingChunkError(match.get("_id"), missing)
 
 
-def with_overflow(document: dict[str, Any]) -> Plan[str | None]:
+def with_overflow_plan(document: dict[str, Any]) -> Plan[str | None]:
     """Put a session document's overflowed runs back in place (one read of its chunks, none if it
     has not overflowed); the id of a missing chunk, if any (a newer state exists: read again)."""
     if not document.get("spilled"):
@@ -327,7 +327,7 @@ def with_overflow(document: dict[str, Any]) -> Plan[str | None]:
     return assemble(document, {chunk["_id"]: chunk for chunk in found})
 
 
-def get_session(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
+def get_session_plan(session_id: str, user_id: str | None, runs_limit: int | None) -> Plan[dict[str, Any] | None]:
     """One command: ``find`` for the whole session, or ``aggregate`` trimming runs on the server.
 
     A session whose oldest runs overflowed costs one more command for a full read, and for a
@@ -335,7 +335,7 @@ def get_session(session_id: str, user_id: str | None, runs_limit: int | None) ->
     """
     match = {"_id": session_id, **scope_filter(user_id)}
     if runs_limit is None:
-        return (yield from whole_session(match))
+        return (yield from whole_session_plan(match))
     spilled = {"$gt": [{"$size": {"$ifNull": ["$spilled", []]}}, 0]}
     documents: list[dict[str, Any]] = yield Command(
         SESSIONS,
@@ -353,7 +353,7 @@ def get_session(session_id: str, user_id: str | None, runs_limit: int | None) ->
         return document
     if len(document.get("runs") or []) >= runs_limit:
         return document
-    whole = yield from whole_session(match)
+    whole = yield from whole_session_plan(match)
     if whole is None:
         return None
     whole["runs"] = [run for run in whole.get("runs") or [] if is_context_run(run)][-runs_limit:] if runs_limit else []
@@ -406,7 +406,7 @@ def delta_pipeline(match: dict[str, Any], rev: int, inc: str | None, shape: str 
     ]
 
 
-def cached_session(
+def cached_session_plan(
     session_id: str, user_id: str | None, base: tuple[int, str | None, str | None] | None
 ) -> Plan[tuple[dict[str, Any] | None, bool]]:
     """The whole session, or with ``base`` (a cached copy's revision, incarnation and shape) the
@@ -422,9 +422,9 @@ def cached_session(
         answer = documents[0]
         if answer.pop("d", False):
             return answer, True
-        if (yield from with_overflow(answer)) is None:
+        if (yield from with_overflow_plan(answer)) is None:
             return answer, False
-    return (yield from whole_session(match, CACHED)), False
+    return (yield from whole_session_plan(match, CACHED)), False
 
 
 def is_context_run(run: dict[str, Any]) -> bool:
@@ -562,7 +562,7 @@ def rename_session_plan(
     raise WriteContentionError(f"session {session_id!r}: the rename kept missing while the session fits; not renamed")
 
 
-def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[int, list[str]]]:
+def delete_sessions_plan(session_ids: list[str], user_id: str | None) -> Plan[tuple[int, list[str]]]:
     """Delete sessions with their runs; returns how many sessions went, and the ids whose other
     stored records (compactions, transcripts) go with them, as agno's SQL stores decide: a session
     this call deleted, or, for an unscoped bulk delete (no other owner to protect), every id given.
@@ -588,7 +588,7 @@ def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[i
             )
             if still is None:
                 return 1, list(session_ids)
-            return (yield from delete_sessions(session_ids, user_id))
+            return (yield from delete_sessions_plan(session_ids, user_id))
         if gone is None:
             return 0, []
         if gone.get("spilled"):
@@ -619,7 +619,7 @@ def delete_sessions(session_ids: list[str], user_id: str | None) -> Plan[tuple[i
     return result.deleted_count, cascade
 
 
-def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
+def reassign_session_owner_plan(session_id: str, previous_user_id: str, user_id: str | None, now: int) -> Plan[bool]:
     """Change the owner only if it is still ``previous_user_id`` and no run is in flight.
 
     One atomic update: the owner lives on the session document alone (overflow chunks have none).
@@ -639,11 +639,11 @@ def reassign_session_owner(session_id: str, previous_user_id: str, user_id: str 
         },
         resend=False,
     )
-    result = yield from stamped(command, token, {"_id": session_id, "_ops": token})
+    result = yield from stamped_plan(command, token, {"_id": session_id, "_ops": token})
     return result is True or bool(result.matched_count)
 
 
-def delete_orphaned_overflow(now: int, grace_seconds: int = ORPHAN_GRACE_SECONDS, batch: int = 1000) -> Plan[int]:
+def delete_orphaned_overflow_plan(now: int, grace_seconds: int = ORPHAN_GRACE_SECONDS, batch: int = 1000) -> Plan[int]:
     """Delete overflow chunks that no session references (expired by TTL, deleted, or superseded by a
     rewrite or a commit that missed), once older than ``grace_seconds``. Bounded batches."""
     deleted = 0

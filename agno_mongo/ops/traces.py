@@ -32,7 +32,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agno_mongo.errors import InvalidInputError
-from agno_mongo.ops.aggregations import LARGE_PAGE, aggregate, page_with_total, split_total, with_total
+from agno_mongo.ops.aggregations import LARGE_PAGE, aggregate, page_with_total_plan, split_total, with_total
 from agno_mongo.ops.command import Command, Plan
 from agno_mongo.ops.common import DUPLICATE_KEY
 from agno_mongo.schema.traces import CONTEXT_FIELDS, SCHEMA_VERSION, TraceFields
@@ -240,7 +240,7 @@ def combine(*queries: dict[str, Any]) -> dict[str, Any]:
     return {"$and": parts}
 
 
-def traces_page(
+def traces_page_plan(
     query: dict[str, Any], limit: int, skip: int, spans_collection: str, traces_collection: str = TRACES
 ) -> Plan[tuple[list[dict[str, Any]], int]]:
     """A page of traces (newest first, with span counts) and the total, in one ``aggregate``: the
@@ -651,5 +651,5 @@ def span_stats_plan(
     """
     windows = next(i for i, stage in enumerate(pipeline) if "$setWindowFields" in stage)
     counting = [*pipeline[:windows], {"$group": {"_id": {"name": "$name", "span_type": "$span_type"}}}]
-    result = yield from page_with_total(SPANS, spans_collection, pipeline, counting, skip, limit)
+    result = yield from page_with_total_plan(SPANS, spans_collection, pipeline, counting, skip, limit)
     return result

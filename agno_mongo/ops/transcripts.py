@@ -190,7 +190,9 @@ def _end_of(last: dict[str, Any] | None) -> int:
     return int(end)
 
 
-def append_one(doc_id: ObjectId, key: TranscriptKey, base: dict[str, Any], entries: list[PreparedEntry]) -> Plan[None]:
+def append_one_plan(
+    doc_id: ObjectId, key: TranscriptKey, base: dict[str, Any], entries: list[PreparedEntry]
+) -> Plan[None]:
     """Store ``entries`` as one document after the transcript's last, minus those whose uuid it holds."""
     pending = entries
     for round_number in range(MAX_ROUNDS):
@@ -224,7 +226,7 @@ def append_plan(key: TranscriptKey, entries: list[PreparedEntry], agno_session_i
     """Append ``entries`` (checked, in order, without repeated uuids) to the transcript ``key``."""
     base = skeleton(key, agno_session_id, now_ms)
     for run in chunked(base, entries):  # raises for an oversized entry before the first command
-        yield from append_one(ObjectId(), key, base, run)
+        yield from append_one_plan(ObjectId(), key, base, run)
     return None
 
 
