@@ -56,7 +56,8 @@ def pauses(window: float = RETRY_WINDOW_SECONDS) -> Iterator[float]:
         pause = min(pause * 2, LONGEST_PAUSE)
 
 
-FIND_AND_MODIFY = ("find_one_and_update", "find_one_and_delete")
+CHANGES = WRITE_OPS | {"find_one_and_update", "find_one_and_delete"}
+"""The ops that change documents: each is refused on a ``w=0`` collection before it is sent."""
 
 
 def acknowledged(collection: Any, command: Command) -> None:
@@ -94,7 +95,7 @@ def execute_sync(collection: Any, command: Command, session: Any = None) -> Any:
     kwargs = command.kwargs if session is None else {**command.kwargs, "session": session}
     if command.op in ("find", "aggregate"):
         return list(method(**kwargs))
-    if command.op in WRITE_OPS or command.op in FIND_AND_MODIFY:
+    if command.op in CHANGES:
         acknowledged(collection, command)
     if command.op in WRITE_OPS:
         return written(command, method(**kwargs))
@@ -110,7 +111,7 @@ async def execute_async(collection: Any, command: Command, session: Any = None) 
         if inspect.isawaitable(cursor):  # PyMongo async: aggregate() is a coroutine; Motor's is not
             cursor = await cursor
         return await cursor.to_list(None)
-    if command.op in WRITE_OPS or command.op in FIND_AND_MODIFY:
+    if command.op in CHANGES:
         acknowledged(collection, command)
     if command.op in WRITE_OPS:
         return written(command, await method(**kwargs))
